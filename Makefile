@@ -1,0 +1,47 @@
+# Two commands: `make demo` and `make test`. `make help` lists the rest.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# TensorFlow's C++ start-up chatter (oneDNN, CUDA probing) hides the useful lines.
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.DEFAULT_GOAL := help
+.PHONY: help requirements data demo train lint format test bench clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z_-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	@touch $(STAMP)
+
+requirements: $(STAMP) ## create .venv from requirements.txt (only when missing or stale)
+
+data: $(STAMP) ## build the demo's digits dataset and convert it to TFRecords
+	$(PY) -m library.demo data
+
+demo: $(STAMP) ## the whole journey offline: data, convert, train, evaluate, export, predict
+	$(PY) -m library.demo all
+
+lint: $(STAMP) ## ruff check and ruff format --check
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(STAMP) ## ruff format and fix what ruff can
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+test: lint ## lint, then the test suite (a few minutes on 2 cores)
+	$(PY) -m pytest
+
+bench: $(STAMP) ## the benchmarks (minutes; figures go in BENCHMARKS.md)
+	$(PY) bench/input_pipeline.py
+	$(PY) bench/convert.py
+	$(PY) bench/train_loop.py
+
+clean: ## remove outputs, generated data and caches (keeps .venv)
+	rm -rf out dataset .pytest_cache .ruff_cache
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +

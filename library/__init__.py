@@ -1,0 +1,1 @@
+"""The machinery: configuration, records, input pipeline, engine. Never imports `project/`."""

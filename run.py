@@ -1,0 +1,28 @@
+#!/usr/bin/env python3
+"""Train, evaluate, predict with or export the model: `python run.py --config_set NAME`.
+
+Options and every configuration key: `python run.py --help`.
+"""
+
+import sys
+
+from library.cli import main
+
+
+def load_project() -> dict:
+    """The project's functions, wired into the library (imported late: TensorFlow is slow)."""
+    from project import inputs, losses, model, optimizers
+
+    return {
+        "input_fn": inputs.input_fn,
+        "model_fn": model.model_fn,
+        "loss_fn": losses.loss_fn,
+        "optimizer_fn": optimizers.optimizer_fn,
+        "metrics_fn": model.metrics_fn,
+        "predictions_fn": model.predictions_fn,
+        "serving_fn": inputs.serving_fn,
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:], load_project))
