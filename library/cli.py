@@ -37,7 +37,10 @@ def main(argv: Sequence[str], load_project: ProjectLoader, prog: str = "run.py")
     print(to_yaml(params), end="")
     print(f"{prog}: output folder {os.path.abspath(params.model_dir)}", flush=True)
 
-    from library import engine  # deferred: importing TensorFlow takes seconds
+    from library.quiet import import_tensorflow
+
+    import_tensorflow()  # deferred until the configuration is valid: it takes seconds
+    from library import engine
 
     try:
         return engine.run_mode(args.mode, params, load_project())

@@ -32,6 +32,8 @@ from typing import Any
 
 import yaml
 
+from library.files import atomic_write_text
+
 PROJECT = "project"
 HYPERPARAMETERS = "hyperparameters"
 MODES = ("train_and_evaluate", "train", "evaluate", "predict", "export")
@@ -295,6 +297,13 @@ class _OneLineParser(argparse.ArgumentParser):
         raise ConfigError(message)
 
 
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line and exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def resolve(
     argv: Sequence[str] | None = None, prog: str = "run.py"
 ) -> tuple[Params, argparse.Namespace]:
@@ -349,18 +358,6 @@ def to_yaml(params: Params) -> str:
         HYPERPARAMETERS: params.section(HYPERPARAMETERS),
     }
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    """Writes ``text`` to a temporary name beside ``path``, then renames it into place."""
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    temporary = f"{path}.tmp-{os.getpid()}"
-    with open(temporary, "w", encoding="utf-8") as stream:
-        stream.write(text)
-        stream.flush()
-        os.fsync(stream.fileno())
-    os.replace(temporary, path)
 
 
 def save_config(params: Params, model_dir: str) -> list[str]:

@@ -1,0 +1,287 @@
+"""Image folders to sharded TFRecords: ``DIR/<class>/<images>`` -> ``OUT/NAME-0000k-of-0000K``.
+
+JPEGs already small enough are stored byte for byte; everything else is decoded, turned to
+RGB, rotated by its EXIF orientation, resized so its longer edge fits ``max_edge`` and
+encoded as JPEG. Every image is fully decoded first, so truncated or corrupt files are
+skipped and reported instead of poisoning a shard. Work is spread over processes; shards are
+written into a hidden temporary folder and moved into place only when complete, the manifest
+last, so a killed conversion never leaves output that looks finished.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import multiprocessing
+import os
+import random
+import shutil
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from PIL import Image, ImageOps
+
+from library.files import atomic_write_text
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
+LABELS_FILE = "labels.txt"
+JPEG_QUALITY = 95
+RECORDS_PER_SHARD = 1000
+EXIF_ORIENTATION = 0x0112
+
+
+class ConvertError(Exception):
+    """Bad input for a conversion: reported as one line, exit status 2."""
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    dataset_dir: str
+    tfrecord_filename: str
+    tfrecord_dir: str
+    max_edge: int = 384
+    num_shards: int = 0
+    labels_file: str = ""
+    num_workers: int = 0
+    overwrite: bool = False
+    strict: bool = False
+    seed: int = 0
+
+
+def list_images(dataset_dir: str, classes: Sequence[str]) -> list[tuple[str, int]]:
+    """(path, label) of every image below each class folder, nested folders included."""
+    found = []
+    for label, name in enumerate(classes):
+        class_dir = os.path.join(dataset_dir, name)
+        if not os.path.isdir(class_dir):
+            continue
+        for folder, subfolders, files in os.walk(class_dir):
+            subfolders.sort()
+            found.extend(
+                (os.path.join(folder, f), label)
+                for f in sorted(files)
+                if f.lower().endswith(IMAGE_EXTENSIONS)
+            )
+    return found
+
+
+def read_classes(options: ConvertOptions) -> list[str]:
+    """Sorted class folders, or the classes of an earlier conversion (``--labels_file``)."""
+    if not os.path.isdir(options.dataset_dir):
+        raise ConvertError(
+            f"{options.dataset_dir}: no such folder (expected <class>/<image> folders)"
+        )
+    folders = sorted(
+        d
+        for d in os.listdir(options.dataset_dir)
+        if os.path.isdir(os.path.join(options.dataset_dir, d)) and not d.startswith(".")
+    )
+    if not options.labels_file:
+        return folders
+    if not os.path.isfile(options.labels_file):
+        raise ConvertError(f"{options.labels_file}: labels file not found")
+    with open(options.labels_file, encoding="utf-8") as stream:
+        classes = [line.strip() for line in stream if line.strip()]
+    missing = [d for d in folders if d not in classes]
+    if missing:
+        raise ConvertError(
+            f"{options.labels_file}: has no class {missing[0]!r} found in {options.dataset_dir}; "
+            "convert with the same classes or drop --labels_file"
+        )
+    return classes
+
+
+def prepare_image(path: str, max_edge: int) -> tuple[bytes, int, int] | str:
+    """JPEG bytes, height and width of one image; or the reason it cannot be used.
+
+    Runs in worker processes, so it touches no TensorFlow.
+    """
+    try:
+        with open(path, "rb") as stream:
+            raw = stream.read()
+        image = Image.open(io.BytesIO(raw))
+        source_format = image.format
+        orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+        image.load()  # decodes everything: truncated files fail here, not in training
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        return f"cannot decode: {error}".splitlines()[0]
+    width, height = image.size
+    if (
+        source_format == "JPEG"
+        and image.mode == "RGB"
+        and orientation == 1
+        and max(width, height) <= max_edge
+    ):
+        return raw, height, width
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("P", "PA", "LA", "RGBA") or "transparency" in image.info:
+        # Flatten transparency onto white rather than the black that convert("RGB") gives.
+        rgba = image.convert("RGBA")
+        image = Image.new("RGB", rgba.size, (255, 255, 255))
+        image.paste(rgba, mask=rgba.getchannel("A"))
+    elif image.mode != "RGB":
+        image = image.convert("RGB")
+    width, height = image.size
+    if max(width, height) > max_edge:
+        scale = max_edge / max(width, height)
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        image = image.resize(size, Image.Resampling.LANCZOS)
+        width, height = size
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=JPEG_QUALITY)
+    return out.getvalue(), height, width
+
+
+def _prepare(task: tuple[int, str, int, int]) -> tuple[int, bytes | str, int, int]:
+    index, path, _, max_edge = task
+    result = prepare_image(path, max_edge)
+    if isinstance(result, str):
+        return index, result, 0, 0
+    return index, *result
+
+
+def shard_names(name: str, num_shards: int) -> list[str]:
+    return [f"{name}-{i:05d}-of-{num_shards:05d}.tfrecord" for i in range(num_shards)]
+
+
+def _existing_outputs(out_dir: str, name: str) -> list[str]:
+    if not os.path.isdir(out_dir):
+        return []
+    return sorted(
+        f
+        for f in os.listdir(out_dir)
+        if (f.startswith(f"{name}-") and f.endswith(".tfrecord")) or f == f"{name}.manifest.json"
+    )
+
+
+def convert(options: ConvertOptions) -> dict:
+    """Converts ``options.dataset_dir`` into TFRecord shards; returns the manifest.
+
+    Raises:
+        ConvertError: missing folder, no images, one class only, existing output without
+            ``overwrite``, unwritable output, or any skipped image with ``strict``.
+    """
+    if options.max_edge < 1 or options.num_shards < 0 or options.num_workers < 0:
+        raise ConvertError("--max_edge must be positive, --num_shards and --num_workers >= 0")
+    classes = read_classes(options)
+    tasks = list_images(options.dataset_dir, classes)
+    if not tasks:
+        raise ConvertError(f"{options.dataset_dir}: no images found in <class>/ folders")
+    if len({label for _, label in tasks}) < 2 and not options.labels_file:
+        raise ConvertError(f"{options.dataset_dir}: only one class folder; need at least two")
+    existing = _existing_outputs(options.tfrecord_dir, options.tfrecord_filename)
+    if existing and not options.overwrite:
+        raise ConvertError(
+            f"{os.path.join(options.tfrecord_dir, existing[0])}: exists; pass --overwrite to replace"
+        )
+    random.Random(options.seed).shuffle(tasks)  # so that no shard holds a single class
+    num_shards = options.num_shards or max(
+        min(len(tasks), 4), math.ceil(len(tasks) / RECORDS_PER_SHARD)
+    )
+    temporary = _make_temporary_dir(options)
+    try:
+        counts, class_counts, skipped = _write_shards(
+            options, classes, tasks, num_shards, temporary
+        )
+        if skipped and options.strict:
+            raise ConvertError(f"{skipped[0]['file']}: {skipped[0]['reason']} (--strict)")
+        manifest = {
+            "name": options.tfrecord_filename,
+            "num_records": sum(counts),
+            "shards": [
+                {"file": f, "num_records": n}
+                for f, n in zip(
+                    shard_names(options.tfrecord_filename, num_shards), counts, strict=True
+                )
+            ],
+            "classes": classes,
+            "class_counts": {classes[k]: class_counts.get(k, 0) for k in range(len(classes))},
+            "skipped": skipped,
+            "options": asdict(options),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        _publish(options, classes, manifest, temporary)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+    return manifest
+
+
+def _make_temporary_dir(options: ConvertOptions) -> str:
+    path = os.path.join(options.tfrecord_dir, f".{options.tfrecord_filename}.tmp-{os.getpid()}")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as error:
+        raise ConvertError(f"{options.tfrecord_dir}: cannot write ({error.strerror})") from None
+    return path
+
+
+def _write_shards(options, classes, tasks, num_shards, temporary):
+    from library.quiet import import_tensorflow
+
+    tf = import_tensorflow()  # the parent alone needs TensorFlow, to write records
+    from library.records import serialize_example
+
+    paths = [os.path.join(temporary, n) for n in shard_names(options.tfrecord_filename, num_shards)]
+    writers = [tf.io.TFRecordWriter(p) for p in paths]
+    counts, class_counts, skipped = [0] * num_shards, Counter(), []
+    progress = tf.keras.utils.Progbar(len(tasks), unit_name="image", stateful_metrics=["img/s"])
+    jobs = [(i, path, label, options.max_edge) for i, (path, label) in enumerate(tasks)]
+    workers = options.num_workers or os.cpu_count() or 1
+    start, written = time.perf_counter(), 0
+    with _pool(workers) as pool:
+        for done, (index, result, height, width) in enumerate(
+            pool.imap(_prepare, jobs, chunksize=8), 1
+        ):
+            path, label = tasks[index]
+            relative = os.path.relpath(path, options.dataset_dir)
+            if isinstance(result, str):
+                skipped.append({"file": relative, "reason": result})
+                print(f"\nskipped {path}: {result}", file=sys.stderr)
+            else:
+                shard = written % num_shards
+                writers[shard].write(
+                    serialize_example(result, label, classes[label], height, width, relative)
+                )
+                counts[shard] += 1
+                class_counts[label] += 1
+                written += 1
+            progress.update(done, [("img/s", done / max(time.perf_counter() - start, 1e-9))])
+    for writer in writers:
+        writer.close()
+    return counts, class_counts, skipped
+
+
+def _pool(workers: int):
+    # spawn: workers start clean instead of inheriting TensorFlow's threads through fork.
+    return multiprocessing.get_context("spawn").Pool(workers)
+
+
+def _publish(options, classes, manifest, temporary):
+    """Moves the finished shards into place; the manifest goes last and marks completion."""
+    out, name = options.tfrecord_dir, options.tfrecord_filename
+    manifest_path = os.path.join(out, f"{name}.manifest.json")
+    if os.path.exists(manifest_path):  # first: old shards without a manifest look unfinished
+        os.remove(manifest_path)
+    for old in _existing_outputs(out, name):
+        os.remove(os.path.join(out, old))
+    for shard in manifest["shards"]:
+        os.replace(os.path.join(temporary, shard["file"]), os.path.join(out, shard["file"]))
+    atomic_write_text(os.path.join(out, LABELS_FILE), "".join(f"{c}\n" for c in classes))
+    atomic_write_text(manifest_path, json.dumps(manifest, indent=2) + "\n")
+
+
+def summarize(manifest: dict, out_dir: str) -> str:
+    skipped = manifest["skipped"]
+    lines = [
+        f"wrote {manifest['num_records']} records of {len(manifest['classes'])} classes "
+        f"in {len(manifest['shards'])} shards to {out_dir}",
+    ]
+    if skipped:
+        lines.append(
+            f"skipped {len(skipped)} unreadable files (listed in {manifest['name']}.manifest.json)"
+        )
+    return "\n".join(lines)
