@@ -96,6 +96,8 @@ FIELDS: tuple[Field, ...] = (
     Field("image_size", int, 224, "side of the square network input", HYPERPARAMETERS),
     Field("num_classes", int, 0, "classes; 0: count the lines of the labels file", HYPERPARAMETERS),
     Field("augment_flip", bool, True, "random horizontal flips in training", HYPERPARAMETERS),
+    Field("train_crop_min_area", float, 0.25, "smallest random crop, as a fraction of the image area", HYPERPARAMETERS),
+    Field("eval_crop_fraction", float, 0.875, "central crop side, as a fraction of the shorter edge", HYPERPARAMETERS),
     Field("learning_rate", float, 1e-3, "peak learning rate", HYPERPARAMETERS),
     Field("lr_schedule", str, "constant", "learning-rate schedule", HYPERPARAMETERS, ("constant", "cosine")),
     Field("warmup_epochs", float, 0.0, "linear warm-up length in epochs", HYPERPARAMETERS),
@@ -152,6 +154,11 @@ class Params(Mapping):
     def section(self, file: str) -> dict[str, Any]:
         """The keys that belong to ``file`` (PROJECT or HYPERPARAMETERS)."""
         return {f.name: self._values[f.name] for f in FIELDS if f.file == file}
+
+
+def default_params(**overrides: Any) -> Params:
+    """The schema's defaults with ``overrides`` applied: for notebooks and tests."""
+    return Params({f.name: f.default for f in FIELDS}).replace(**overrides)
 
 
 def _suggest(key: str) -> str:

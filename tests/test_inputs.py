@@ -1,0 +1,169 @@
+"""The input pipeline: shapes, dtypes and labels, eagerly and inside tf.data; bad shards."""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import jpeg_bytes, make_class_tree, textured_image
+
+from library import inputs, records
+from library.config import default_params
+from library.modes import ModeKeys
+from project import inputs as project_inputs
+
+
+def params_for(records_dir, **overrides):
+    values = {
+        "train_files": str(records_dir / "train-*.tfrecord"),
+        "eval_files": str(records_dir / "eval-*.tfrecord"),
+        "image_size": 24,
+        "train_batch_size": 8,
+        "eval_batch_size": 5,
+    }
+    return default_params(**{**values, **overrides})
+
+
+def test_parse_batch_agrees_eagerly_and_inside_tf_data():
+    serialized = [
+        records.serialize_example(b"bytes-%d" % i, i, f"c{i}", 10 + i, 20 + i, f"f{i}.jpg")
+        for i in range(3)
+    ]
+    eager = records.parse_batch(tf.constant(serialized))
+    assert eager["image"].numpy().tolist() == [b"bytes-0", b"bytes-1", b"bytes-2"]
+    assert eager["label"].dtype == tf.int32 and eager["label"].numpy().tolist() == [0, 1, 2]
+    assert eager["filename"].numpy().tolist() == [b"f0.jpg", b"f1.jpg", b"f2.jpg"]
+    in_graph = next(
+        iter(tf.data.Dataset.from_tensor_slices(serialized).batch(3).map(records.parse_batch))
+    )
+    for key in eager:
+        assert in_graph[key].numpy().tolist() == eager[key].numpy().tolist()
+
+
+def test_records_without_filename_from_other_tools_parse():
+    example = tf.train.Example(
+        features=tf.train.Features(
+            feature={
+                "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"x"])),
+                "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[3])),
+            }
+        )
+    )
+    parsed = records.parse_batch(tf.constant([example.SerializeToString()]))
+    assert parsed["label"].numpy().tolist() == [3] and parsed["filename"].numpy().tolist() == [b""]
+
+
+def test_decode_image_eval_is_a_central_crop_and_handles_png():
+    image = textured_image(60, 40, seed=3)
+    jpeg = jpeg_bytes(image)
+    decoded = inputs.decode_image(tf.constant(jpeg), False, 16, eval_crop_fraction=1.0)
+    assert decoded.shape == (16, 16, 3) and decoded.dtype == tf.float32
+    assert float(tf.reduce_min(decoded)) >= 0.0 and float(tf.reduce_max(decoded)) <= 1.0
+    png = tf.io.encode_png(np.asarray(image))
+    from_png = inputs.decode_image(png, False, 16, eval_crop_fraction=1.0)
+    np.testing.assert_allclose(from_png.numpy(), decoded.numpy(), atol=0.08)  # JPEG loss only
+    trained = inputs.decode_image(tf.constant(jpeg), True, 16, crop_min_area=0.3, flip=True)
+    assert trained.shape == (16, 16, 3)
+
+
+def test_training_input_fn_yields_right_shapes_dtypes_and_labels(stripes_records):
+    params = params_for(stripes_records)
+    dataset = project_inputs.input_fn(params.train_files, ModeKeys.TRAIN, params)
+    for features, labels in dataset.take(3):  # repeats: more batches than one epoch holds
+        assert features["image"].shape == (8, 24, 24, 3)
+        assert features["image"].dtype == tf.float32
+        assert labels.dtype == tf.int32 and set(labels.numpy()) <= {0, 1}
+
+
+def test_eval_input_fn_reads_every_record_once_with_its_label(stripes_records):
+    params = params_for(stripes_records)
+    dataset = project_inputs.input_fn(params.eval_files, ModeKeys.EVAL, params)
+    names, labels = [], []
+    for features, batch_labels in dataset:
+        names += [n.decode() for n in features["filename"].numpy()]
+        labels += batch_labels.numpy().tolist()
+    assert len(names) == len(set(names)) == inputs.count_records(params.eval_files) == 16
+    for name, label in zip(names, labels, strict=True):
+        assert label == (0 if name.startswith("horizontal/") else 1)
+
+
+def test_count_records_without_manifest_reads_the_shards(stripes_records, tmp_path):
+    for name in os.listdir(stripes_records):
+        if name.startswith("eval-"):
+            shutil.copy(stripes_records / name, tmp_path / name)
+    assert inputs.count_records(str(tmp_path / "eval-*")) == 16
+
+
+def test_missing_files_name_the_pattern(tmp_path):
+    with pytest.raises(inputs.InputError, match="nothing-here-\\*: no files match"):
+        inputs.read_records(str(tmp_path / "nothing-here-*"), training=True)
+
+
+@pytest.fixture
+def truncated_copy(stripes_records, tmp_path):
+    for name in os.listdir(stripes_records):
+        if name.startswith("train-") or name.endswith(".json") or name == "labels.txt":
+            shutil.copy(stripes_records / name, tmp_path / name)
+    shard = tmp_path / "train-00001-of-00002.tfrecord"
+    data = shard.read_bytes()
+    shard.write_bytes(data[: len(data) // 2])
+    return tmp_path, shard
+
+
+def test_truncated_shard_is_named_by_diagnose(truncated_copy):
+    folder, shard = truncated_copy
+    params = params_for(folder)
+    with pytest.raises(tf.errors.DataLossError):
+        for _ in tf.data.TFRecordDataset(str(shard)):
+            pass
+    message = inputs.diagnose(params.train_files, params)
+    assert message.startswith(f"{shard}: corrupt or truncated shard after record")
+    assert "skip_corrupt_records" in message
+
+
+def test_skip_corrupt_records_reads_the_rest_and_reports_the_loss(truncated_copy):
+    folder, shard = truncated_copy
+    params = params_for(folder, skip_corrupt_records=True, eval_batch_size=100)
+    dataset = inputs.read_records(params.train_files, training=False, skip_corrupt=True)
+    read = sum(1 for _ in dataset)
+    lines = inputs.report_lost_records(params.train_files)
+    assert len(lines) == 1 and lines[0].startswith(str(shard))
+    lost = int(lines[0].split("skipping ")[1].split(" of ")[0])
+    assert read == 48 - lost and lost > 0
+    assert "of 24 records" in lines[0]
+
+
+def test_undecodable_record_is_named_by_filename(tmp_path, stripes_records):
+    path = str(tmp_path / "bad-00000-of-00001.tfrecord")
+    with tf.io.TFRecordWriter(path) as writer:
+        good = jpeg_bytes(textured_image(20, 20, seed=1))
+        writer.write(records.serialize_example(good, 0, "a", 20, 20, "a/good.jpg"))
+        writer.write(records.serialize_example(b"\xff\xd8garbage", 1, "b", 20, 20, "b/broken.jpg"))
+    params = params_for(stripes_records)
+    message = inputs.diagnose(path, params)
+    assert message == f"{path}: record 1 (b/broken.jpg) holds an image that does not decode"
+    assert inputs.diagnose(params.train_files, params) is None
+
+
+def test_folder_input_fn_reads_images_without_conversion(tmp_path, stripes_records):
+    make_class_tree(str(tmp_path / "img"), per_class=3)
+    (tmp_path / "labels.txt").write_text("horizontal\nvertical\n")
+    params = params_for(
+        stripes_records, labels_file=str(tmp_path / "labels.txt"), eval_batch_size=6
+    )
+    dataset = project_inputs.folder_input_fn(str(tmp_path / "img/*/*.jpg"), ModeKeys.EVAL, params)
+    features, labels = next(iter(dataset))
+    assert features["image"].shape == (6, 24, 24, 3)
+    for name, label in zip(features["filename"].numpy(), labels.numpy(), strict=True):
+        assert label == (0 if b"/horizontal/" in name else 1)
+
+
+def test_generator_input_fn_yields_python_made_batches():
+    params = default_params(image_size=12, train_batch_size=4, eval_batch_size=4)
+    features, labels = next(iter(project_inputs.generator_input_fn("", ModeKeys.TRAIN, params)))
+    assert features["image"].shape == (4, 12, 12, 3) and labels.dtype == tf.int32
+    evaluation = project_inputs.generator_input_fn("", ModeKeys.EVAL, params)
+    first = [b[1].numpy().tolist() for b in evaluation]
+    second = [b[1].numpy().tolist() for b in evaluation]
+    assert first == second and len(first) == 4  # a fixed, finite evaluation stream
