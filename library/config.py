@@ -335,7 +335,10 @@ def resolve(
             close = difflib.get_close_matches(key, options, n=1)
             hint = f" (did you mean --{close[0]}?)" if close else ""
             raise ConfigError(f"unknown option --{key}{hint}; see --help")
-        raise ConfigError(f"unexpected argument {token!r} (options are --key value)")
+        raise ConfigError(
+            f"unexpected argument {token!r} (options are --key value; quote glob patterns "
+            "so the shell does not expand them)"
+        )
     overrides = {
         name: coerce(name, getattr(args, name), f"--{name}")
         for name in FIELDS_BY_NAME
@@ -416,5 +419,18 @@ def markdown_reference() -> str:
     return out.getvalue()
 
 
+def update_readme(path: str) -> None:
+    """Rewrites the reference between the ``config-reference`` markers of ``path``."""
+    with open(path, encoding="utf-8") as stream:
+        text = stream.read()
+    start, end = "<!-- config-reference:start -->\n", "<!-- config-reference:end -->"
+    head, rest = text.split(start, 1)
+    atomic_write_text(path, head + start + markdown_reference() + end + rest.split(end, 1)[1])
+
+
 if __name__ == "__main__":
-    sys.stdout.write(markdown_reference())
+    # python -m library.config [README.md]: print the reference, or update it in place.
+    if len(sys.argv) > 1:
+        update_readme(sys.argv[1])
+    else:
+        sys.stdout.write(markdown_reference())

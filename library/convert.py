@@ -228,7 +228,12 @@ def _write_shards(options, classes, tasks, num_shards, temporary):
     paths = [os.path.join(temporary, n) for n in shard_names(options.tfrecord_filename, num_shards)]
     writers = [tf.io.TFRecordWriter(p) for p in paths]
     counts, class_counts, skipped = [0] * num_shards, Counter(), []
-    progress = tf.keras.utils.Progbar(len(tasks), unit_name="image", stateful_metrics=["img/s"])
+    progress = tf.keras.utils.Progbar(
+        len(tasks),
+        verbose=1 if sys.stdout.isatty() else 2,  # no bar redrawn into log files
+        unit_name="image",
+        stateful_metrics=["img/s"],
+    )
     jobs = [(i, path, label, options.max_edge) for i, (path, label) in enumerate(tasks)]
     workers = options.num_workers or os.cpu_count() or 1
     start, written = time.perf_counter(), 0

@@ -266,7 +266,7 @@ def test_readme_configuration_reference_matches_schema():
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as stream:
         readme = stream.read()
     assert config.markdown_reference() in readme, (
-        "README's configuration reference is stale: regenerate it with `python -m library.config`"
+        "README's configuration reference is stale: regenerate it with `python -m library.config README.md`"
     )
 
 

@@ -1,0 +1,180 @@
+"""The modes of run.py on top of the Estimator: files in, one-line errors out."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Mapping
+
+import tensorflow as tf
+
+from library import inputs, schedule
+from library.checkpoints import CheckpointError
+from library.config import Params
+from library.estimator import DivergedError, Estimator, EvalSpec, TrainSpec, train_and_evaluate
+from library.modes import ModeKeys
+
+DATA_ERRORS = (tf.errors.DataLossError, tf.errors.InvalidArgumentError)
+
+
+class UsageError(Exception):
+    """Bad input (files, checkpoints): one line, exit status 2."""
+
+
+def run_mode(mode: str, params: Params, project: Mapping[str, Callable]) -> int:
+    """Runs one mode; returns the exit status (0 done, 1 diverged, 2 bad input)."""
+    try:
+        return _MODES[mode](params, project)
+    except (inputs.InputError, CheckpointError) as error:
+        raise UsageError(str(error)) from None
+    except DivergedError as error:
+        print(f"run.py: error: {error}", file=sys.stderr)
+        return 1
+
+
+def with_num_classes(params: Params) -> Params:
+    if params.num_classes:
+        return params
+    return params.replace(num_classes=len(inputs.class_names(params)))
+
+
+def _class_names(params: Params) -> list[str] | None:
+    try:
+        return inputs.class_names(params)
+    except inputs.InputError:
+        return None
+
+
+def build_estimator(params: Params, project: Mapping[str, Callable], plan=None) -> Estimator:
+    return Estimator(
+        project["model_fn"],
+        project["loss_fn"],
+        project["optimizer_fn"],
+        params,
+        metrics_fn=project.get("metrics_fn"),
+        predictions_fn=project.get("predictions_fn"),
+        serving_fn=project.get("serving_fn"),
+        plan=plan,
+        class_names=_class_names(params),
+    )
+
+
+def _input(project, pattern, mode, params):
+    return lambda: project["input_fn"](pattern, mode, params)
+
+
+def _train(params: Params, project, evaluate: bool) -> int:
+    params = with_num_classes(params)
+    plan = schedule.make_plan(params, inputs.count_records(params.train_files))
+    print(
+        f"{plan.steps_per_epoch} steps per epoch; training to step {plan.train_steps}, "
+        f"evaluating every {plan.eval_every_steps} steps"
+    )
+    if params.skip_corrupt_records:
+        for line in inputs.report_lost_records(params.train_files):
+            print(f"warning: {line}")
+    estimator = build_estimator(params, project, plan)
+    train_spec = TrainSpec(
+        _input(project, params.train_files, ModeKeys.TRAIN, params), plan.train_steps
+    )
+    eval_spec = EvalSpec(
+        _input(project, params.eval_files, ModeKeys.EVAL, params), params.eval_steps or None
+    )
+    try:
+        if evaluate:
+            inputs.match_files(params.eval_files)
+            train_and_evaluate(estimator, train_spec, eval_spec)
+        else:
+            estimator.train(train_spec.input_fn, train_spec.max_steps)
+    except DATA_ERRORS as error:
+        raise _explain(error, params, [params.train_files, params.eval_files]) from None
+    _print_outputs(params)
+    return 0
+
+
+def _explain(error: Exception, params: Params, patterns: list[str]) -> Exception:
+    """The data error named by file, when the files are to blame; else the error itself."""
+    for pattern in patterns:
+        line = inputs.diagnose(pattern, params)
+        if line:
+            return inputs.InputError(line)
+    return error
+
+
+def _print_outputs(params: Params) -> None:
+    print(
+        f"checkpoints and TensorBoard logs: {params.model_dir}  (tensorboard --logdir {params.model_dir})"
+    )
+    print(f"plots: {os.path.join(params.model_dir, 'plots')}")
+    print(f"best model: {params.best_model_dir}")
+
+
+def _evaluate(params: Params, project) -> int:
+    params = with_num_classes(params)
+    estimator = build_estimator(params, project)
+    try:
+        results = estimator.evaluate(
+            _input(project, params.eval_files, ModeKeys.EVAL, params),
+            params.eval_steps or None,
+            params.model,
+        )
+    except DATA_ERRORS as error:
+        raise _explain(error, params, [params.eval_files]) from None
+    checkpoint = results.pop("checkpoint")
+    print(
+        f"evaluated {checkpoint} on {params.eval_files}: "
+        + ", ".join(f"{k} {v:.4f}" for k, v in results.items())
+    )
+    return 0
+
+
+def predict_files_input_fn(pattern: str, params: Params, serving_fn: Callable) -> Callable:
+    paths = inputs.match_files(pattern)
+
+    def input_fn():
+        dataset = tf.data.Dataset.from_tensor_slices(paths)
+        dataset = dataset.map(lambda path: (tf.io.read_file(path), path)).batch(
+            params.eval_batch_size
+        )
+        return dataset.map(lambda encoded, path: {**serving_fn(encoded, params), "filename": path})
+
+    return input_fn
+
+
+def _predict(params: Params, project) -> int:
+    if not params.predict_files:
+        raise UsageError("--mode predict needs --predict_files (image files or a glob)")
+    params = with_num_classes(params)
+    estimator = build_estimator(params, project)
+    names = estimator.class_names
+    input_fn = predict_files_input_fn(params.predict_files, params, project["serving_fn"])
+    try:
+        for prediction in estimator.predict(input_fn, params.model):
+            label = int(prediction["class"])
+            name = names[label] if names and label < len(names) else str(label)
+            print(
+                f"{prediction['filename'].decode()}: {name} ({float(prediction['probability']):.3f})"
+            )
+    except DATA_ERRORS as error:
+        raise inputs.InputError(
+            f"{params.predict_files}: an image does not decode ({error.message})"
+        ) from None
+    return 0
+
+
+def _export(params: Params, project) -> int:
+    params = with_num_classes(params)
+    estimator = build_estimator(params, project)
+    export_dir = params.export_dir or os.path.join(params.model_dir, "export")
+    path = estimator.export_saved_model(export_dir, params.model)
+    print(f"exported SavedModel: {path}  (saved_model_cli show --all --dir {path})")
+    return 0
+
+
+_MODES = {
+    "train_and_evaluate": lambda params, project: _train(params, project, evaluate=True),
+    "train": lambda params, project: _train(params, project, evaluate=False),
+    "evaluate": _evaluate,
+    "predict": _predict,
+    "export": _export,
+}

@@ -1,0 +1,30 @@
+"""``model_fn(params)``: a head on an encoder, both chosen by name in hyperparameters.yaml."""
+
+import keras
+import tensorflow as tf
+
+from project import encoders, heads
+
+
+def model_fn(params):
+    """A new Keras model: ``logits = head(encoder(images))``."""
+    if params.num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2, got {params.num_classes}")
+    encoder = getattr(encoders, params.encoder)
+    head = getattr(heads, params.head)
+    images = keras.Input((params.image_size, params.image_size, 3), name="image")
+    logits = head(encoder(images, params), params)
+    return keras.Model({"image": images}, logits, name=f"{params.encoder}_{params.head}")
+
+
+def metrics_fn(params):
+    return {"accuracy": keras.metrics.SparseCategoricalAccuracy(name="accuracy")}
+
+
+def predictions_fn(logits):
+    probabilities = tf.nn.softmax(tf.cast(logits, tf.float32))
+    return {
+        "class": tf.argmax(probabilities, axis=-1, output_type=tf.int32),
+        "probability": tf.reduce_max(probabilities, axis=-1),
+        "probabilities": probabilities,
+    }

@@ -1,0 +1,332 @@
+"""The engine: an end-to-end run, learning, resume, best checkpoint, divergence."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import ROOT, jpeg_bytes, textured_image
+
+from library import checkpoints, engine, schedule, steps, summaries
+from library.config import default_params, load_sets
+from library.estimator import DivergedError, Estimator, EvalSpec, TrainSpec, train_and_evaluate
+from library.modes import ModeKeys
+from project import inputs as project_inputs
+from project import losses, model, optimizers
+
+PROJECT = {
+    "input_fn": project_inputs.input_fn,
+    "model_fn": model.model_fn,
+    "loss_fn": losses.loss_fn,
+    "optimizer_fn": optimizers.optimizer_fn,
+    "metrics_fn": model.metrics_fn,
+    "predictions_fn": model.predictions_fn,
+    "serving_fn": project_inputs.serving_fn,
+}
+
+
+def make_params(records_dir, tmp_path, **overrides):
+    values = {
+        "train_files": str(records_dir / "train-*.tfrecord"),
+        "eval_files": str(records_dir / "eval-*.tfrecord"),
+        "model_dir": str(tmp_path / "model"),
+        "best_model_dir": str(tmp_path / "best"),
+        "image_size": 16,
+        "num_classes": 2,
+        "train_batch_size": 8,
+        "eval_batch_size": 8,
+        "steps_between_evals": 2,
+        "log_steps": 2,
+        "progress": "log",
+    }
+    return default_params(**{**values, **overrides})
+
+
+def make_estimator(params, **kwargs):
+    return Estimator(
+        model.model_fn,
+        losses.loss_fn,
+        optimizers.optimizer_fn,
+        params,
+        metrics_fn=model.metrics_fn,
+        predictions_fn=model.predictions_fn,
+        serving_fn=project_inputs.serving_fn,
+        plan=schedule.make_plan(params, 48),
+        **kwargs,
+    )
+
+
+def specs(params, max_steps):
+    train = TrainSpec(
+        lambda: project_inputs.input_fn(params.train_files, ModeKeys.TRAIN, params), max_steps
+    )
+    evaluation = EvalSpec(lambda: project_inputs.input_fn(params.eval_files, ModeKeys.EVAL, params))
+    return train, evaluation
+
+
+def read_json(path):
+    with open(path, encoding="utf-8") as stream:
+        return json.load(stream)
+
+
+def run_py(*argv):
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, "run.py"), *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_end_to_end_smoke_run_leaves_outputs_that_agree(stripes_records, tmp_path):
+    model_dir, best_dir = tmp_path / "model", tmp_path / "best"
+    result = run_py(
+        "--config_set", "smoke",
+        "--train_files", str(stripes_records / "train-*.tfrecord"),
+        "--eval_files", str(stripes_records / "eval-*.tfrecord"),
+        "--model_dir", str(model_dir), "--best_model_dir", str(best_dir),
+        "--progress", "log",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"output folder {model_dir}" in result.stdout
+    # Checkpoints at each evaluation (smoke: 4 steps, eval every 2).
+    assert [n for n, _ in checkpoints.numbered_checkpoints(str(model_dir))] == [4, 2]
+    # metrics.jsonl and best.json agree on the best evaluation.
+    records = [json.loads(line) for line in (model_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [2, 4]
+    assert all({"epoch", "train_loss", "eval_loss", "eval_accuracy"} <= set(r) for r in records)
+    best = json.loads((best_dir / "best.json").read_text())
+    best_record = min(records, key=lambda r: r["eval_loss"])
+    assert best["metric"] == "loss" and best["step"] == best_record["step"]
+    assert best["value"] == pytest.approx(best_record["eval_loss"])
+    assert os.path.exists(best_dir / f"{best['checkpoint']}.index")
+    # The resolved configuration, the model summary, plots and TensorBoard events.
+    saved = load_sets(str(model_dir / "project.yaml"))["smoke"]
+    assert saved["train_steps"] == 4 and saved["model_dir"] == str(model_dir)
+    assert load_sets(str(model_dir / "hyperparameters.yaml"))["smoke"]["num_classes"] == 2
+    assert "Total params" in (model_dir / "model_summary.txt").read_text()
+    for plot in ("loss.png", "eval_accuracy.png", "learning_rate.png"):
+        assert (model_dir / "plots" / plot).read_bytes()[:4] == b"\x89PNG"
+    assert glob.glob(str(model_dir / "train" / "events.out.tfevents.*"))
+    assert glob.glob(str(model_dir / "eval" / "events.out.tfevents.*"))
+    # The best SavedModel loads back and predicts from encoded image bytes.
+    loaded = tf.saved_model.load(str(best_dir / "saved_model"))
+    serve = loaded.signatures["serving_default"]
+    image = jpeg_bytes(textured_image(40, 40, seed=1))
+    out = serve(image_bytes=tf.constant([image, image]))
+    assert out["probabilities"].shape == (2, 2)
+    assert set(out["class_name"].numpy()) <= {b"horizontal", b"vertical"}
+    np.testing.assert_allclose(out["probabilities"].numpy().sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_loss_halves_on_a_learnable_problem(tmp_path):
+    params = default_params(
+        model_dir=str(tmp_path / "m"),
+        best_model_dir=str(tmp_path / "b"),
+        image_size=16,
+        num_classes=2,
+        train_batch_size=16,
+        eval_batch_size=16,
+        learning_rate=3e-3,
+        dropout_rate=0.0,
+        progress="log",
+        log_steps=1000,
+    )
+    estimator = make_estimator(params)
+
+    def train_input():
+        return project_inputs.generator_input_fn("", ModeKeys.TRAIN, params)
+
+    def eval_input():
+        return project_inputs.generator_input_fn("", ModeKeys.EVAL, params)
+
+    estimator.train(train_input, 1)
+    before = estimator.evaluate(eval_input)["loss"]
+    estimator.train(train_input, 80)
+    after = estimator.evaluate(eval_input)
+    assert after["loss"] <= before / 2, (before, after)
+    assert after["accuracy"] >= 0.75  # chance is 0.5; batch-norm statistics lag after 80 steps
+
+
+def test_stop_and_resume_reaches_the_exact_step(stripes_records, tmp_path, capsys):
+    params = make_params(stripes_records, tmp_path, steps_per_execution=3)
+    train, evaluation = specs(params, 5)
+    assert train_and_evaluate(make_estimator(params), train, evaluation) == 5
+    train, evaluation = specs(params, 9)
+    assert train_and_evaluate(make_estimator(params), train, evaluation) == 9
+    printed = capsys.readouterr().out
+    assert "resuming from" in printed and "at step 5" in printed
+    numbers = [n for n, _ in checkpoints.numbered_checkpoints(params.model_dir)]
+    assert numbers[0] == 9
+    steps_logged = [r["step"] for r in summaries.read_metrics(params.model_dir)]
+    assert steps_logged == [2, 4, 5, 6, 8, 9]  # chunks of 3 never run past an evaluation
+
+
+def _train_to(params, max_steps):
+    return make_estimator(params).train(
+        lambda: project_inputs.input_fn(params.train_files, ModeKeys.TRAIN, params), max_steps
+    )
+
+
+@pytest.fixture
+def trained_twice(stripes_records, tmp_path):
+    """A model_dir with checkpoints at steps 2 and 4."""
+    params = make_params(stripes_records, tmp_path, save_checkpoints_steps=2)
+    _train_to(params, 4)
+    assert [n for n, _ in checkpoints.numbered_checkpoints(params.model_dir)] == [4, 2]
+    return params
+
+
+def test_garbage_state_file_does_not_restart_from_scratch(trained_twice, capsys):
+    params = trained_twice
+    with open(os.path.join(params.model_dir, "checkpoint"), "w") as stream:
+        stream.write("this is not a checkpoint state\x00\x01")
+    assert tf.train.latest_checkpoint(params.model_dir) is None  # the trap
+    assert _train_to(params, 6) == 6
+    assert "resuming from" in capsys.readouterr().out
+    assert tf.train.latest_checkpoint(params.model_dir).endswith("ckpt-6")
+
+
+def test_truncated_newest_checkpoint_falls_back_to_the_previous(trained_twice, capsys):
+    params = trained_twice
+    data = glob.glob(os.path.join(params.model_dir, "ckpt-4.data-*"))[0]
+    with open(data, "r+b") as stream:
+        stream.truncate(os.path.getsize(data) // 3)
+    assert _train_to(params, 6) == 6
+    printed = capsys.readouterr().out
+    assert "skipping checkpoint" in printed and "ckpt-4" in printed
+    assert "resuming from" in printed and "ckpt-2 at step 2" in printed
+
+
+def test_leftover_temp_folders_are_removed(trained_twice, capsys):
+    params = trained_twice
+    leftover = os.path.join(params.model_dir, "ckpt-5_temp")
+    os.makedirs(os.path.join(leftover, "part-0"))
+    _train_to(params, 5)
+    assert not os.path.exists(leftover)
+    assert "ckpt-5_temp" in capsys.readouterr().out
+
+
+def test_no_restorable_checkpoint_is_an_error_not_a_fresh_start(trained_twice):
+    params = trained_twice
+    for path in glob.glob(os.path.join(params.model_dir, "ckpt-*.data-*")):
+        with open(path, "r+b") as stream:
+            stream.truncate(10)
+    with pytest.raises(checkpoints.CheckpointError, match="none of 2 checkpoints restores"):
+        _train_to(params, 6)
+
+
+def test_restarted_run_keeps_a_better_earlier_best(stripes_records, tmp_path):
+    params = make_params(stripes_records, tmp_path)
+    train, evaluation = specs(params, 2)
+    train_and_evaluate(make_estimator(params), train, evaluation)
+    best_path = os.path.join(params.best_model_dir, "best.json")
+    first = read_json(best_path)
+    # An earlier run (before a restart) had reached a far better value.
+    better = dict(first, value=1e-6, step=1)
+    with open(best_path, "w") as stream:
+        json.dump(better, stream)
+    train, evaluation = specs(params, 6)
+    train_and_evaluate(make_estimator(params), train, evaluation)
+    assert read_json(best_path) == better
+    evaluated = [r["eval_loss"] for r in summaries.read_metrics(params.model_dir)]
+    assert len(evaluated) == 3 and min(evaluated) > 1e-6
+
+
+def test_nonfinite_batch_leaves_weights_and_optimizer_untouched(tmp_path):
+    params = default_params(image_size=8, num_classes=2, dropout_rate=0.0)
+    net = model.model_fn(params)
+    optimizer = optimizers.optimizer_fn(params, 10)
+    optimizer.build(net.trainable_variables)
+    state = steps.StepState()
+    train_step = tf.function(steps.build_train_step(net, losses.loss_fn, optimizer, params, state))
+    images = tf.random.uniform([4, 8, 8, 3])
+    labels = tf.constant([0, 1, 0, 1])
+    train_step({"image": images}, labels)  # a good step: the optimizer has state now
+    before = [v.numpy().copy() for v in net.variables + optimizer.variables]
+    poisoned = tf.tensor_scatter_nd_update(images, [[0, 0, 0, 0]], [np.nan])
+    train_step({"image": poisoned}, labels)
+    after = [v.numpy() for v in net.variables + optimizer.variables]
+    for old, new in zip(before, after, strict=True):
+        np.testing.assert_array_equal(old, new)
+    assert int(state.step) == 2 and int(state.nonfinite_in_a_row) == 1
+    assert int(optimizer.iterations) == 1
+    train_step({"image": images}, labels)
+    assert int(state.nonfinite_in_a_row) == 0 and int(optimizer.iterations) == 2
+
+
+def test_nonfinite_steps_in_a_row_stop_with_exit_status_1(stripes_records, tmp_path, capsys):
+    params = make_params(stripes_records, tmp_path, max_nonfinite_steps=3, save_checkpoints_steps=1)
+
+    def poisoned_after_two_batches(pattern, mode, params):
+        dataset = project_inputs.input_fn(pattern, mode, params).enumerate()
+        return dataset.map(
+            lambda i, element: (
+                {"image": element[0]["image"] * tf.where(i >= 2, np.nan, 1.0)},
+                element[1],
+            )
+        )
+
+    project = dict(PROJECT, input_fn=poisoned_after_two_batches)
+    assert engine.run_mode("train", params, project) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1
+    # Batch 0 feeds TensorBoard's input picture; batch 1 trains step 1; batches 2-4 are NaN.
+    assert "NaN/Inf for 3 steps in a row at step 4" in lines[0]
+    assert "last good checkpoint" in lines[0] and "ckpt-" in lines[0]
+    assert "learning_rate" in lines[0]
+    with pytest.raises(DivergedError):
+        _ = make_estimator(params).train(
+            lambda: poisoned_after_two_batches(params.train_files, "train", params), 9
+        )
+
+
+def test_truncated_shard_stops_training_with_one_line_naming_it(stripes_records, tmp_path):
+    for name in os.listdir(stripes_records):
+        data = (stripes_records / name).read_bytes()
+        if name == "train-00001-of-00002.tfrecord":
+            data = data[: len(data) // 2]
+        (tmp_path / name).write_bytes(data)
+    result = run_py(
+        "--config_set", "smoke",
+        "--train_files", str(tmp_path / "train-*.tfrecord"),
+        "--eval_files", str(tmp_path / "eval-*.tfrecord"),
+        "--model_dir", str(tmp_path / "model"), "--best_model_dir", str(tmp_path / "best"),
+        "--train_steps", "40",
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert str(tmp_path / "train-00001-of-00002.tfrecord") in lines[0]
+    assert "skip_corrupt_records" in lines[0]
+
+
+def test_evaluate_predict_and_export_modes(stripes_records, tmp_path, capsys):
+    params = make_params(stripes_records, tmp_path)
+    train, evaluation = specs(params, 2)
+    train_and_evaluate(make_estimator(params), train, evaluation)
+    capsys.readouterr()
+    assert engine.run_mode("evaluate", params.replace(model="best"), PROJECT) == 0
+    assert "accuracy" in capsys.readouterr().out
+    images = tmp_path / "predict"
+    images.mkdir()
+    for i in range(3):
+        (images / f"{i}.jpg").write_bytes(jpeg_bytes(textured_image(30, 30, seed=i)))
+    assert (
+        engine.run_mode("predict", params.replace(predict_files=str(images / "*.jpg")), PROJECT)
+        == 0
+    )
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and all(" (0." in line or " (1.000)" in line for line in lines)
+    assert (
+        engine.run_mode("export", params.replace(export_dir=str(tmp_path / "export")), PROJECT) == 0
+    )
+    exported = glob.glob(str(tmp_path / "export" / "*"))
+    assert len(exported) == 1 and os.path.exists(os.path.join(exported[0], "saved_model.pb"))
+    with pytest.raises(engine.UsageError, match="no checkpoint to load"):
+        engine.run_mode("evaluate", params.replace(model_dir=str(tmp_path / "empty")), PROJECT)
