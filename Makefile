@@ -21,10 +21,10 @@ $(STAMP): requirements.txt
 requirements: $(STAMP) ## create .venv from requirements.txt (only when missing or stale)
 
 data: $(STAMP) ## build the demo's digits dataset and convert it to TFRecords
-	$(PY) -m library.demo data
+	$(PY) -m examples.digits data
 
 demo: $(STAMP) ## the whole journey offline: data, convert, train, evaluate, export, predict
-	$(PY) -m library.demo all
+	$(PY) -m examples.digits all
 
 lint: $(STAMP) ## ruff check and ruff format --check
 	$(PY) -m ruff check .

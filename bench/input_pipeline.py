@@ -63,11 +63,14 @@ def small_records_rates(folder, batches, batch_size=256):
     params = default_params(image_size=32, train_batch_size=batch_size, augment_flip=False)
     pattern = os.path.join(folder, "small-*.tfrecord")
 
+    def parse_one(serialized):
+        parsed = records.parse_batch(serialized)
+        image = inputs.decode_image(parsed["image"], True, 32, params.train_crop_min_area)
+        return {"image": image, "filename": parsed["filename"]}, parsed["label"]
+
     def per_element():
         dataset = inputs.read_records(pattern, True, shuffle_buffer=1000)
-        dataset = dataset.map(
-            lambda s: inputs.parse_and_decode(s, True, params), num_parallel_calls=tf.data.AUTOTUNE
-        )
+        dataset = dataset.map(parse_one, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
         return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
     ours = input_fn(pattern, ModeKeys.TRAIN, params)

@@ -102,6 +102,7 @@ FIELDS: tuple[Field, ...] = (
     Field("lr_schedule", str, "constant", "learning-rate schedule", HYPERPARAMETERS, ("constant", "cosine")),
     Field("warmup_epochs", float, 0.0, "linear warm-up length in epochs", HYPERPARAMETERS),
     Field("dropout_rate", float, 0.5, "dropout before the classifier", HYPERPARAMETERS),
+    Field("batch_norm_momentum", float, 0.99, "batch-norm moving-average momentum; lower for short runs", HYPERPARAMETERS),
     Field("l2_regularization", float, 1e-8, "L2 weight decay added to the loss", HYPERPARAMETERS),
     Field("xentropy_label_smoothing", float, 0.0, "label smoothing of the cross-entropy", HYPERPARAMETERS),
     Field("adam_beta1", float, 0.9, "Adam beta_1", HYPERPARAMETERS),

@@ -18,7 +18,7 @@ def conv_bn_relu(x, filters, params, strides=1, name=None):
         kernel_regularizer=keras.regularizers.L2(params.l2_regularization),
         name=name,
     )(x)
-    x = layers.BatchNormalization()(x)
+    x = layers.BatchNormalization(momentum=params.batch_norm_momentum)(x)
     return layers.ReLU()(x)
 
 
@@ -38,19 +38,19 @@ def residual_block(x, filters, params, strides=1):
     shortcut = x
     y = conv_bn_relu(x, filters, params, strides=strides)
     y = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_regularizer=regularizer)(y)
-    y = layers.BatchNormalization()(y)
+    y = layers.BatchNormalization(momentum=params.batch_norm_momentum)(y)
     if strides != 1 or x.shape[-1] != filters:
         shortcut = layers.Conv2D(
             filters, 1, strides=strides, use_bias=False, kernel_regularizer=regularizer
         )(x)
-        shortcut = layers.BatchNormalization()(shortcut)
+        shortcut = layers.BatchNormalization(momentum=params.batch_norm_momentum)(shortcut)
     return layers.ReLU()(layers.Add()([y, shortcut]))
 
 
 def preactivation_block(x, filters, params, strides=1):
     """The full pre-activation block (He et al. 2016): BN and ReLU before each convolution."""
     regularizer = keras.regularizers.L2(params.l2_regularization)
-    y = layers.ReLU()(layers.BatchNormalization()(x))
+    y = layers.ReLU()(layers.BatchNormalization(momentum=params.batch_norm_momentum)(x))
     shortcut = x
     if strides != 1 or x.shape[-1] != filters:
         shortcut = layers.Conv2D(
@@ -59,7 +59,7 @@ def preactivation_block(x, filters, params, strides=1):
     y = layers.Conv2D(
         filters, 3, strides=strides, padding="same", use_bias=False, kernel_regularizer=regularizer
     )(y)
-    y = layers.ReLU()(layers.BatchNormalization()(y))
+    y = layers.ReLU()(layers.BatchNormalization(momentum=params.batch_norm_momentum)(y))
     y = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_regularizer=regularizer)(y)
     return layers.Add()([y, shortcut])
 
@@ -74,11 +74,11 @@ def resnet(images, params):
     block = preactivation_block if params.resnet_preactivation else residual_block
     x = layers.Conv2D(params.resnet_width, 3, padding="same", use_bias=False)(images)
     if not params.resnet_preactivation:
-        x = layers.ReLU()(layers.BatchNormalization()(x))
+        x = layers.ReLU()(layers.BatchNormalization(momentum=params.batch_norm_momentum)(x))
     for stage in range(3):
         for index in range(blocks):
             strides = 2 if stage > 0 and index == 0 else 1
             x = block(x, params.resnet_width * 2**stage, params, strides)
     if params.resnet_preactivation:
-        x = layers.ReLU()(layers.BatchNormalization()(x))
+        x = layers.ReLU()(layers.BatchNormalization(momentum=params.batch_norm_momentum)(x))
     return layers.GlobalAveragePooling2D()(x)
