@@ -12,13 +12,13 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z_-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt requirements-examples.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-examples.txt
 	@touch $(STAMP)
 
-requirements: $(STAMP) ## create .venv from requirements.txt (only when missing or stale)
+requirements: $(STAMP) ## create .venv from requirements*.txt (only when missing or stale)
 
 data: $(STAMP) ## build the demo's digits dataset and convert it to TFRecords
 	$(PY) -m examples.digits data

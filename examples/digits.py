@@ -10,6 +10,7 @@ so the demo exercises exactly what the README promises.
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 
@@ -45,7 +46,7 @@ def write_images() -> dict[str, int]:
 
 def run(*argv: str) -> str:
     """Runs one of the project's commands as a user would, echoing and returning its output."""
-    print(f"\n$ python {' '.join(argv)}", flush=True)
+    print(f"\n$ python {shlex.join(argv)}", flush=True)
     process = subprocess.run(
         [sys.executable, *argv], cwd=ROOT, stdout=subprocess.PIPE, text=True, check=False
     )

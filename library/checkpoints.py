@@ -181,6 +181,10 @@ class BestExporter:
         self, results: dict, step: int, epoch: float, export_fn: Callable[[str], None]
     ) -> bool:
         """Saves checkpoint, SavedModel and best.json when ``results`` beat the best so far."""
+        if self.metric not in results:
+            raise CheckpointError(
+                f"best_metric {self.metric!r} is not an evaluation result; use one of: {', '.join(results)}"
+            )
         value = float(results[self.metric])
         if not self.is_better(value):
             return False

@@ -99,6 +99,7 @@ class Estimator:
         self.say = say
         self.model_dir = params.model_dir
         self._eval_cache: dict[int, tuple] = {}
+        self._serving: tf.Module | None = None
 
     # -- training ------------------------------------------------------------------------
 
@@ -128,12 +129,14 @@ class Estimator:
                 self.params.steps_per_execution,
                 schedule.next_boundary(step, self.plan, train_spec.max_steps) - step,
             )
-            run.train_loop(iterator, tf.constant(chunk, tf.int64))
-            previous, step = step, int(run.state.step)
-            self._check_divergence(run, step)
+            # One value crosses to the host per call: the NaN streak (the step is known here).
+            in_a_row = int(run.train_loop(iterator, tf.constant(chunk, tf.int64)))
+            previous, step = step, step + chunk
+            self._check_divergence(run, step, in_a_row)
             progress.advance(step)
             self._after_steps(run, previous, step, train_spec.max_steps, eval_spec, progress)
         progress.finish()
+        run.summaries.flush()
         return step
 
     def _after_steps(self, run, previous, step, last, eval_spec, progress) -> None:
@@ -194,12 +197,11 @@ class Estimator:
             state,
             manager,
             best,
-            steps.build_train_loop(train_step, self.params.xla),
+            steps.build_train_loop(train_step, self.params.xla, state),
             summaries.Summaries(self.model_dir),
         )
 
-    def _check_divergence(self, run: _Training, step: int) -> None:
-        in_a_row = int(run.state.nonfinite_in_a_row)
+    def _check_divergence(self, run: _Training, step: int, in_a_row: int) -> None:
         if in_a_row >= self.params.max_nonfinite_steps:
             last_good = run.manager.latest_checkpoint or "none yet"
             raise DivergedError(
@@ -225,6 +227,7 @@ class Estimator:
         train_loss = progress.period_loss()
         run.summaries.scalars(run.summaries.eval, results, step)
         run.summaries.weights(run.model, step)
+        run.summaries.flush()
         record = {"step": step, "epoch": round(epoch, 4), "train_loss": train_loss}
         record.update({f"eval_{k}": v for k, v in results.items()})
         record["learning_rate"] = float(run.optimizer.learning_rate)
@@ -232,9 +235,13 @@ class Estimator:
         plots.plot_metrics(
             summaries.read_metrics(self.model_dir), os.path.join(self.model_dir, "plots")
         )
-        improved = run.best.maybe_export(
-            results, step, epoch, lambda path: self._export(run.model, path, self.class_names)
-        )
+        export_fn = None
+        if self.serving_fn is not None:  # no serving_fn: the best checkpoint, no SavedModel
+
+            def export_fn(path):
+                self._export(run.model, path, self.class_names)
+
+        improved = run.best.maybe_export(results, step, epoch, export_fn)
         shown = ", ".join(f"{k} {v:.4g}" for k, v in results.items())
         self.say(
             f"eval at step {step} (epoch {epoch:.2f}): {shown}"
@@ -320,11 +327,15 @@ class Estimator:
     ) -> None:
         if self.serving_fn is None:
             raise ValueError("export needs a serving_fn(encoded_images, params) -> features")
+        if self._serving is None or self._serving.model is not model:
+            self._serving = self._serving_module(model, class_names)  # traced once, saved often
+        tf.saved_model.save(
+            self._serving, directory, signatures={"serving_default": self._serving.serve}
+        )
+
+    def _serving_module(self, model: keras.Model, class_names: Sequence[str] | None) -> tf.Module:
         params, serving_fn, predictions_fn = self.params, self.serving_fn, self.predictions_fn
         names = tf.constant(list(class_names)) if class_names else None
-
-        module = tf.Module()
-        module.model = model
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
         def serve(image_bytes):
@@ -334,8 +345,9 @@ class Estimator:
                 predictions["class_name"] = tf.gather(names, predictions["class"])
             return predictions
 
-        module.serve = serve
-        tf.saved_model.save(module, directory, signatures={"serving_default": serve})
+        module = tf.Module()
+        module.model, module.serve = model, serve
+        return module
 
 
 def train_and_evaluate(estimator: Estimator, train_spec: TrainSpec, eval_spec: EvalSpec) -> int:

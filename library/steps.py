@@ -73,8 +73,11 @@ def build_train_step(model, loss_fn: Callable, optimizer, params: Mapping, state
     return train_step
 
 
-def build_train_loop(train_step: Callable, xla: bool):
-    """Runs ``steps`` train steps inside one graph call (``steps_per_execution``)."""
+def build_train_loop(train_step: Callable, xla: bool, state: StepState):
+    """Runs ``steps`` train steps inside one graph call (``steps_per_execution``).
+
+    Returns the count of non-finite steps in a row, the one value the loop must see each call.
+    """
     step = tf.function(train_step, jit_compile=True) if xla else train_step
 
     @tf.function
@@ -82,6 +85,7 @@ def build_train_loop(train_step: Callable, xla: bool):
         for _ in tf.range(steps):
             features, labels = next(iterator)
             step(features, labels)
+        return state.nonfinite_in_a_row.read_value()
 
     return train_loop
 

@@ -24,7 +24,6 @@ class Summaries:
         with writer.as_default(step=step):
             for name, value in values.items():
                 tf.summary.scalar(name, value)
-        writer.flush()
 
     def image_grid(self, images: tf.Tensor, step: int, max_images: int = 16) -> None:
         with self.train.as_default(step=step):
@@ -43,6 +42,9 @@ class Summaries:
                 tf.summary.image(
                     "first_layer_filters", (filters - low) / (high - low + 1e-8), max_outputs=32
                 )
+
+    def flush(self) -> None:
+        self.train.flush()
         self.eval.flush()
 
 

@@ -12,3 +12,10 @@ def classifier(features, params):
         kernel_regularizer=keras.regularizers.L2(params.l2_regularization),
         name="logits",
     )(x)
+
+
+def gated_classifier(features, params):
+    """A classifier behind a gate whose op has a hand-written gradient (custom_ops.py)."""
+    from project.custom_ops import SigmoidGate
+
+    return classifier(SigmoidGate(name="gate")(features), params)

@@ -17,7 +17,8 @@ def read(name):
 def test_environment_yaml_pins_the_same_packages_as_requirements():
     requirements = {
         line.strip()
-        for line in read("requirements.txt").splitlines()
+        for name in ("requirements.txt", "requirements-examples.txt")
+        for line in read(name).splitlines()
         if line.strip() and not line.startswith("#")
     }
     environment = yaml.safe_load(read("environment.yaml"))
