@@ -139,7 +139,7 @@ def train(hp: Hyperparameters, max_steps: int, check_every: int = 0, say=print) 
     """
     keras.utils.set_random_seed(hp.seed)
     env = gym.make("CartPole-v1")
-    observation_size, actions = env.observation_space.shape[0], env.action_space.n
+    observation_size, actions = int(env.observation_space.shape[0]), int(env.action_space.n)
     online, target = (
         q_network(hp, observation_size, actions),
         q_network(hp, observation_size, actions),
