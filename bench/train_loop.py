@@ -28,6 +28,7 @@ from project import inputs as project_inputs  # noqa: E402
 from project import losses, model, optimizers  # noqa: E402
 
 BATCH = 64
+ROUNDS = 2  # the machine is shared: every figure is the best of two measurements
 
 
 def in_memory(size, count, seed=0):
@@ -88,13 +89,19 @@ def recorded_rates(model_dir, tag="steps_per_sec"):
 
 
 def estimator_rate(work, case, data, steps, spe, periods=6):
-    """Steps/s as the Estimator itself measures and records it, first (tracing) period dropped."""
+    """Steps/s as the Estimator itself measures and records it, first (tracing) period dropped.
+
+    The median period of each run, the best of ``ROUNDS`` runs.
+    """
     log_every = max(spe, steps // periods // spe * spe)
-    name = f"est-{case['encoder']}-{spe}"
-    params = make_params(work, name, case, steps_per_execution=spe, log_steps=log_every)
-    estimator_for(params, 10**9).train(dataset_fn(*data), log_every * (periods + 1))
-    rates = recorded_rates(params.model_dir)[1:]
-    return sorted(rates)[len(rates) // 2]
+    best = 0.0
+    for attempt in range(ROUNDS):
+        name = f"est-{case['encoder']}-{spe}-{attempt}"
+        params = make_params(work, name, case, steps_per_execution=spe, log_steps=log_every)
+        estimator_for(params, 10**9).train(dataset_fn(*data), log_every * (periods + 1))
+        rates = recorded_rates(params.model_dir)[1:]
+        best = max(best, sorted(rates)[len(rates) // 2])
+    return best
 
 
 def hand_loop_rate(work, case, data, steps):
@@ -114,11 +121,14 @@ def hand_loop_rate(work, case, data, steps):
     iterator = iter(dataset_fn(*data)())
     for _ in range(5):
         train_step(*next(iterator))
-    start = time.perf_counter()
-    for _ in range(steps):
-        loss = train_step(*next(iterator))
-    float(loss)
-    return steps / (time.perf_counter() - start)
+    rates = []
+    for _ in range(ROUNDS):
+        start = time.perf_counter()
+        for _ in range(steps):
+            loss = train_step(*next(iterator))
+        float(loss)
+        rates.append(steps / (time.perf_counter() - start))
+    return max(rates)
 
 
 def fit_rate(work, case, data, steps):
@@ -130,9 +140,12 @@ def fit_rate(work, case, data, steps):
     )
     dataset = dataset_fn(*data)()
     net.fit(dataset, steps_per_epoch=5, epochs=1, verbose=0)
-    start = time.perf_counter()
-    net.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
-    return steps / (time.perf_counter() - start)
+    rates = []
+    for _ in range(ROUNDS):
+        start = time.perf_counter()
+        net.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
+        rates.append(steps / (time.perf_counter() - start))
+    return max(rates)
 
 
 def overhead(work, case, data, epochs=4, steps_per_epoch=40):

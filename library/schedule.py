@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -54,7 +53,3 @@ def next_boundary(step: int, plan: Plan, last_step: int) -> int:
     for every in (plan.eval_every_steps, plan.checkpoint_every_steps, plan.log_every_steps):
         candidates.append((step // every + 1) * every)
     return min(candidates)
-
-
-def steps_for_epochs(epochs: float, steps_per_epoch: int) -> int:
-    return max(1, math.ceil(epochs * steps_per_epoch))

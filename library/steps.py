@@ -84,6 +84,8 @@ def build_train_loop(train_step: Callable, xla: bool, state: StepState):
     def train_loop(iterator, steps):
         for _ in tf.range(steps):
             features, labels = next(iterator)
+            if isinstance(features, Mapping):  # XLA takes no strings (e.g. filenames)
+                features = {k: v for k, v in features.items() if v.dtype != tf.string}
             step(features, labels)
         return state.nonfinite_in_a_row.read_value()
 

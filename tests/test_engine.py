@@ -330,3 +330,29 @@ def test_evaluate_predict_and_export_modes(stripes_records, tmp_path, capsys):
     assert len(exported) == 1 and os.path.exists(os.path.join(exported[0], "saved_model.pb"))
     with pytest.raises(engine.UsageError, match="no checkpoint to load"):
         engine.run_mode("evaluate", params.replace(model_dir=str(tmp_path / "empty")), PROJECT)
+
+
+def test_xla_compiled_loop_trains_and_still_skips_nonfinite_steps():
+    params = default_params(image_size=8, num_classes=2, dropout_rate=0.0)
+    net = model.model_fn(params)
+    optimizer = optimizers.optimizer_fn(params, 10)
+    optimizer.build(net.trainable_variables)
+    state = steps.StepState()
+    train_step = steps.build_train_step(net, losses.loss_fn, optimizer, params, state)
+    train_loop = steps.build_train_loop(train_step, xla=True, state=state)
+    images = tf.random.uniform([3, 4, 8, 8, 3])
+    images = tf.tensor_scatter_nd_update(images, [[1, 0, 0, 0, 0]], [np.nan])  # batch 1 is poisoned
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (
+            {"image": images, "filename": tf.constant([["a"] * 4] * 3)},
+            tf.constant([[0, 1, 0, 1]] * 3),
+        )
+    )
+    iterator = iter(dataset)
+    assert int(train_loop(iterator, tf.constant(1, tf.int64))) == 0
+    before = [v.numpy().copy() for v in net.variables]
+    assert int(train_loop(iterator, tf.constant(1, tf.int64))) == 1
+    for old, new in zip(before, net.variables, strict=True):
+        np.testing.assert_array_equal(old, new.numpy())
+    assert int(train_loop(iterator, tf.constant(1, tf.int64))) == 0
+    assert int(state.step) == 3 and int(optimizer.iterations) == 2
