@@ -178,9 +178,12 @@ class BestExporter:
         return value < self.best["value"] if self.mode == "min" else value > self.best["value"]
 
     def maybe_export(
-        self, results: dict, step: int, epoch: float, export_fn: Callable[[str], None]
+        self, results: dict, step: int, epoch: float, export_fn: Callable[[str], None] | None
     ) -> bool:
-        """Saves checkpoint, SavedModel and best.json when ``results`` beat the best so far."""
+        """Saves checkpoint, SavedModel and best.json when ``results`` beat the best so far.
+
+        ``export_fn(path)`` writes the SavedModel; without one, only checkpoint and best.json.
+        """
         if self.metric not in results:
             raise CheckpointError(
                 f"best_metric {self.metric!r} is not an evaluation result; use one of: {', '.join(results)}"
@@ -189,12 +192,13 @@ class BestExporter:
         if not self.is_better(value):
             return False
         self.manager.save(checkpoint_number=step)
-        final = os.path.join(self.directory, SAVED_MODEL)
-        temporary = f"{final}.tmp-{os.getpid()}"
-        export_fn(temporary)
-        if tf.io.gfile.exists(final):
-            tf.io.gfile.rmtree(final)
-        tf.io.gfile.rename(temporary, final)
+        if export_fn is not None:
+            final = os.path.join(self.directory, SAVED_MODEL)
+            temporary = f"{final}.tmp-{os.getpid()}"
+            export_fn(temporary)
+            if tf.io.gfile.exists(final):
+                tf.io.gfile.rmtree(final)
+            tf.io.gfile.rename(temporary, final)
         self.best = {
             "metric": self.metric,
             "value": value,

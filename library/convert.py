@@ -211,7 +211,12 @@ def convert(options: ConvertOptions) -> dict:
 
 
 def _make_temporary_dir(options: ConvertOptions) -> str:
-    path = os.path.join(options.tfrecord_dir, f".{options.tfrecord_filename}.tmp-{os.getpid()}")
+    prefix = f".{options.tfrecord_filename}.tmp-"
+    if os.path.isdir(options.tfrecord_dir):  # what a killed conversion left behind
+        for name in os.listdir(options.tfrecord_dir):
+            if name.startswith(prefix):
+                shutil.rmtree(os.path.join(options.tfrecord_dir, name), ignore_errors=True)
+    path = os.path.join(options.tfrecord_dir, f"{prefix}{os.getpid()}")
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as error:

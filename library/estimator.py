@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import keras
 import tensorflow as tf
 
-from library import checkpoints, config, plots, schedule, steps, summaries
+from library import checkpoints, config, inputs, plots, schedule, steps, summaries
 from library.files import atomic_write_text
 
 InputFn = Callable[[], tf.data.Dataset]
@@ -113,7 +113,7 @@ class Estimator:
         if step >= train_spec.max_steps:
             self.say(f"already trained to step {step} (max {train_spec.max_steps}): nothing to do")
             return step
-        iterator = iter(train_spec.input_fn())
+        iterator = iter(inputs.prefetch_to_accelerator(train_spec.input_fn()))
         if step == 0:
             features, _ = next(iterator)  # one batch for TensorBoard's picture of the input
             run.summaries.image_grid(features["image"], step)

@@ -144,11 +144,19 @@ def parse_and_decode(serialized: tf.Tensor, training: bool, params: Mapping) -> 
 
 
 def prefetch_to_accelerator(dataset: tf.data.Dataset) -> tf.data.Dataset:
-    """Prefetches onto the GPU when there is one (the last stage), else in host memory."""
+    """Prefetches onto the GPU when there is one (the last stage), else in host memory.
+
+    String features (filenames) cannot live on a GPU and the train step does not use them:
+    they are dropped before the copy.
+    """
     gpus = tf.config.list_logical_devices("GPU")
-    if gpus:
-        return dataset.apply(tf.data.experimental.prefetch_to_device(gpus[0].name, buffer_size=2))
-    return dataset.prefetch(AUTOTUNE)
+    if not gpus:
+        return dataset.prefetch(AUTOTUNE)
+    features_spec = dataset.element_spec[0]
+    if isinstance(features_spec, Mapping):
+        keep = [k for k, spec in features_spec.items() if spec.dtype != tf.string]
+        dataset = dataset.map(lambda features, labels: ({k: features[k] for k in keep}, labels))
+    return dataset.apply(tf.data.experimental.prefetch_to_device(gpus[0].name, buffer_size=2))
 
 
 # -- What the engine needs to know about the files -------------------------------------

@@ -219,13 +219,16 @@ def test_bad_input_exits_2_with_one_line(tmp_path, setup, argv, message):
         assert not glob.glob(str(tmp_path / "out/t-*"))
 
 
-def test_overwrite_replaces_previous_output(tmp_path):
+def test_overwrite_replaces_previous_output_and_leftovers(tmp_path):
     from conftest import make_class_tree
 
     make_class_tree(str(tmp_path / "img"), per_class=3)
     argv = ["--dataset_dir", str(tmp_path / "img"), "--tfrecord_filename", "t"]
     argv += ["--tfrecord_dir", str(tmp_path / "out")]
     assert run_convert(*argv, "--num_shards", "3").returncode == 0
+    killed = tmp_path / "out" / ".t.tmp-99999"  # a killed conversion's unfinished shards
+    killed.mkdir()
+    (killed / "t-00000-of-00002.tfrecord").write_bytes(b"partial")
     assert run_convert(*argv, "--num_shards", "2", "--overwrite").returncode == 0
     assert sorted(os.listdir(tmp_path / "out")) == [
         "labels.txt",

@@ -356,3 +356,19 @@ def test_xla_compiled_loop_trains_and_still_skips_nonfinite_steps():
         np.testing.assert_array_equal(old, new.numpy())
     assert int(train_loop(iterator, tf.constant(1, tf.int64))) == 0
     assert int(state.step) == 3 and int(optimizer.iterations) == 2
+
+
+def test_a_nonfinite_evaluation_never_becomes_the_best(tmp_path):
+    exporter = checkpoints.BestExporter(
+        str(tmp_path / "best"), tf.train.Checkpoint(v=tf.Variable(1.0)), "loss", "min"
+    )
+    assert not exporter.maybe_export({"loss": float("nan")}, 1, 0.1, None)
+    assert not exporter.maybe_export({"loss": float("inf")}, 2, 0.2, None)
+    assert not os.path.exists(tmp_path / "best" / "best.json")
+    assert exporter.maybe_export({"loss": 0.5}, 3, 0.3, None)
+    assert not exporter.maybe_export({"loss": float("nan")}, 4, 0.4, None)
+    assert read_json(tmp_path / "best" / "best.json")["step"] == 3
+    with pytest.raises(
+        checkpoints.CheckpointError, match="best_metric 'loss' is not an evaluation"
+    ):
+        exporter.maybe_export({"accuracy": 0.9}, 5, 0.5, None)
