@@ -2,6 +2,8 @@
 
 import io
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,6 +12,17 @@ from PIL import Image
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_script(script, *argv, cwd=ROOT, timeout=300):
+    """Runs one of the project's entry scripts as a user would, capturing its output."""
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, script), *argv],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def textured_image(width, height, seed, mode="RGB"):

@@ -6,10 +6,9 @@ import sys
 
 import pytest
 import yaml
+from conftest import ROOT, run_script
 
 from library import config
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 PROJECT_YAML = """\
 default: &DEFAULT
@@ -45,13 +44,7 @@ def resolve(tmp_path, *argv, **files):
 
 
 def run_py(*argv, cwd=ROOT):
-    return subprocess.run(
-        [sys.executable, os.path.join(ROOT, "run.py"), *argv],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_script("run.py", *argv, cwd=cwd)
 
 
 def test_set_inherits_through_anchor_and_overrides_only_what_differs(tmp_path):

@@ -4,12 +4,10 @@ import glob
 import io
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import tensorflow as tf
-from conftest import ROOT, jpeg_bytes, save, textured_image
+from conftest import jpeg_bytes, run_script, save, textured_image
 from PIL import Image
 
 from library import records
@@ -47,12 +45,7 @@ def tree(tmp_path_factory):
 
 
 def run_convert(*argv):
-    return subprocess.run(
-        [sys.executable, os.path.join(ROOT, "convert_dataset.py"), *argv],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_script("convert_dataset.py", *argv)
 
 
 def read_records(pattern):

@@ -3,17 +3,15 @@
 import glob
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import ROOT, jpeg_bytes, textured_image
+from conftest import jpeg_bytes, run_script, textured_image
 
 from library import checkpoints, engine, schedule, steps, summaries
 from library.config import default_params, load_sets
-from library.estimator import DivergedError, Estimator, EvalSpec, TrainSpec, train_and_evaluate
+from library.estimator import DivergedError, EvalSpec, TrainSpec, train_and_evaluate
 from library.modes import ModeKeys
 from project import inputs as project_inputs
 from project import losses, model, optimizers
@@ -46,18 +44,8 @@ def make_params(records_dir, tmp_path, **overrides):
     return default_params(**{**values, **overrides})
 
 
-def make_estimator(params, **kwargs):
-    return Estimator(
-        model.model_fn,
-        losses.loss_fn,
-        optimizers.optimizer_fn,
-        params,
-        metrics_fn=model.metrics_fn,
-        predictions_fn=model.predictions_fn,
-        serving_fn=project_inputs.serving_fn,
-        plan=schedule.make_plan(params, 48),
-        **kwargs,
-    )
+def make_estimator(params):
+    return engine.build_estimator(params, PROJECT, schedule.make_plan(params, 48))
 
 
 def specs(params, max_steps):
@@ -74,13 +62,7 @@ def read_json(path):
 
 
 def run_py(*argv):
-    return subprocess.run(
-        [sys.executable, os.path.join(ROOT, "run.py"), *argv],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_script("run.py", *argv)
 
 
 def test_end_to_end_smoke_run_leaves_outputs_that_agree(stripes_records, tmp_path):
