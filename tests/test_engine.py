@@ -3,11 +3,15 @@
 import glob
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import jpeg_bytes, run_script, textured_image
+from conftest import ROOT, jpeg_bytes, run_script, textured_image
 
 from library import checkpoints, engine, schedule, steps, summaries
 from library.config import default_params, load_sets
@@ -354,3 +358,28 @@ def test_a_nonfinite_evaluation_never_becomes_the_best(tmp_path):
         checkpoints.CheckpointError, match="best_metric 'loss' is not an evaluation"
     ):
         exporter.maybe_export({"accuracy": 0.9}, 5, 0.5, None)
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint(stripes_records, tmp_path):
+    model_dir = str(tmp_path / "model")
+    argv = [
+        "--config_set", "smoke",
+        "--train_files", str(stripes_records / "train-*.tfrecord"),
+        "--eval_files", str(stripes_records / "eval-*.tfrecord"),
+        "--model_dir", model_dir, "--best_model_dir", str(tmp_path / "best"),
+        "--train_steps", "60", "--steps_between_evals", "1000", "--save_checkpoints_steps", "5",
+    ]  # fmt: skip
+    command = [sys.executable, os.path.join(ROOT, "run.py"), *argv]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not checkpoints.numbered_checkpoints(model_dir):
+        time.sleep(0.1)
+    process.send_signal(signal.SIGKILL)  # no clean-up of any kind, as with a power cut
+    process.wait()
+    killed_at = checkpoints.numbered_checkpoints(model_dir)[0][0]
+    assert 5 <= killed_at < 60
+    result = run_py(*argv)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"at step {killed_at} " in result.stdout and "resuming from" in result.stdout
+    assert checkpoints.numbered_checkpoints(model_dir)[0][0] == 60
+    assert [r["step"] for r in summaries.read_metrics(model_dir)] == [60]
