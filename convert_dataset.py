@@ -7,12 +7,12 @@
 
 import sys
 
-from library.config import OneLineArgumentParser
+from library.config import ConfigError, OneLineParser
 from library.convert import ConvertError, ConvertOptions, convert, summarize
 
 
 def parse_args(argv):
-    parser = OneLineArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    parser = OneLineParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--dataset_dir", required=True, help="folder of <class>/<image> folders")
     parser.add_argument("--tfrecord_filename", required=True, help="shard name prefix, e.g. train")
     parser.add_argument("--tfrecord_dir", required=True, help="output folder")
@@ -29,10 +29,10 @@ def parse_args(argv):
 
 
 def main(argv):
-    options = parse_args(argv)
     try:
+        options = parse_args(argv)
         manifest = convert(options)
-    except ConvertError as error:
+    except (ConfigError, ConvertError) as error:
         print(f"convert_dataset.py: error: {error}", file=sys.stderr)
         return 2
     print(summarize(manifest, options.tfrecord_dir))

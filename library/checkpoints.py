@@ -109,7 +109,8 @@ def _rewrite_state(directory: str, prefixes: list[str]) -> None:
     """Points the ``checkpoint`` state file at checkpoints that restore (oldest first).
 
     Without this, CheckpointManager would trust a garbage or stale state file, and
-    would never delete the checkpoints it does not list.
+    would never delete the checkpoints it does not list. (TensorFlow's own writer,
+    ``tf.compat.v1.train.update_checkpoint_state``, is deprecated and warns on every call.)
     """
     lines = [f'model_checkpoint_path: "{os.path.basename(prefixes[-1])}"']
     lines += [f'all_model_checkpoint_paths: "{os.path.basename(p)}"' for p in prefixes]

@@ -269,7 +269,7 @@ def _check_set(values: dict[str, Any], file: str, where: str) -> dict[str, Any]:
 
 def build_arg_parser(prog: str = "run.py") -> argparse.ArgumentParser:
     """The command-line interface: selection flags plus one ``--key`` per schema field."""
-    parser = _OneLineParser(
+    parser = OneLineParser(
         prog=prog,
         usage="%(prog)s [--config_set NAME] [--mode MODE] [--print_config] [--KEY VALUE ...]",
         allow_abbrev=False,
@@ -300,16 +300,11 @@ def build_arg_parser(prog: str = "run.py") -> argparse.ArgumentParser:
     return parser
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise ConfigError(message)
-
-
-class OneLineArgumentParser(argparse.ArgumentParser):
-    """argparse that reports a usage error as one line and exit status 2."""
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage errors raise ConfigError: the caller prints one line, exits 2."""
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+        raise ConfigError(f"{message} (see --help)")
 
 
 def resolve(
