@@ -35,8 +35,11 @@ def pipeline_rate(dataset, batches, batch_size):
 def limit_rate(encoded, params, batches, batch_size):
     """The same decode, crop and resize on in-memory bytes, as parallel as the machine goes."""
     dataset = tf.data.Dataset.from_tensor_slices(encoded).repeat()
+    dataset = tf.data.Dataset.zip(dataset, inputs.random_seeds(0))
     dataset = dataset.map(
-        lambda e: inputs.decode_image(e, True, params.image_size, params.train_crop_min_area),
+        lambda e, seed: inputs.decode_image(
+            e, True, params.image_size, params.train_crop_min_area, seed=seed
+        ),
         num_parallel_calls=os.cpu_count(),
         deterministic=False,
     )
@@ -63,13 +66,16 @@ def small_records_rates(folder, batches, batch_size=256):
     params = default_params(image_size=32, train_batch_size=batch_size, augment_flip=False)
     pattern = os.path.join(folder, "small-*.tfrecord")
 
-    def parse_one(serialized):
+    def parse_one(serialized, seed):
         parsed = records.parse_batch(serialized)
-        image = inputs.decode_image(parsed["image"], True, 32, params.train_crop_min_area)
+        image = inputs.decode_image(
+            parsed["image"], True, 32, params.train_crop_min_area, seed=seed
+        )
         return {"image": image, "filename": parsed["filename"]}, parsed["label"]
 
     def per_element():
         dataset = inputs.read_records(pattern, True, shuffle_buffer=1000)
+        dataset = tf.data.Dataset.zip(dataset, inputs.random_seeds(0))
         dataset = dataset.map(parse_one, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
         return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 

@@ -84,6 +84,7 @@ FIELDS: tuple[Field, ...] = (
     Field("export_dir", str, "", "SavedModel destination for --mode export; empty: <model_dir>/export"),
     Field("keep_checkpoints", int, 5, "checkpoints kept in model_dir"),
     Field("save_checkpoints_steps", int, 0, "save every this many steps; 0: at each evaluation"),
+    Field("checkpoint_input_pipeline", bool, False, "save the input pipeline's position (shuffle buffer included) in checkpoints, so a resumed run continues the same data order; larger checkpoints"),
     Field("best_metric", str, "loss", "evaluation metric that picks the best checkpoint"),
     Field("best_mode", str, "min", "whether a lower or higher best_metric is better", choices=("min", "max")),
     Field("max_nonfinite_steps", int, 5, "stop after this many consecutive NaN/Inf steps"),

@@ -61,6 +61,7 @@ class _Training:
     best: checkpoints.BestExporter
     train_loop: Callable
     summaries: summaries.Summaries
+    iterator: Iterator | None  # created early when its position is checkpointed
 
 
 class Estimator:
@@ -108,12 +109,14 @@ class Estimator:
         return self._fit(TrainSpec(input_fn, max_steps), None)
 
     def _fit(self, train_spec: TrainSpec, eval_spec: EvalSpec | None) -> int:
-        run = self._start_training(train_spec.max_steps)
+        run = self._start_training(train_spec)
         step = int(run.state.step)
         if step >= train_spec.max_steps:
             self.say(f"already trained to step {step} (max {train_spec.max_steps}): nothing to do")
             return step
-        iterator = iter(inputs.prefetch_to_accelerator(train_spec.input_fn()))
+        iterator = run.iterator
+        if iterator is None:
+            iterator = iter(inputs.prefetch_to_accelerator(train_spec.input_fn()))
         if step == 0:
             features, _ = next(iterator)  # one batch for TensorBoard's picture of the input
             run.summaries.image_grid(features["image"], step)
@@ -150,11 +153,29 @@ class Estimator:
             values.update(progress.log(step, values))
             run.summaries.scalars(run.summaries.train, values, step)
         if evaluate or schedule.is_time(step, plan.checkpoint_every_steps, previous, last):
-            run.manager.save(checkpoint_number=step)
+            self._save_checkpoint(run, step)
         if evaluate:
             self._evaluate_during_training(run, eval_spec, step, progress)
 
-    def _start_training(self, max_steps: int) -> _Training:
+    def _save_checkpoint(self, run: _Training, step: int) -> None:
+        try:
+            run.manager.save(checkpoint_number=step)
+        except tf.errors.FailedPreconditionError as error:  # an iterator TF cannot serialize
+            reason = error.message.strip().splitlines()[0]
+            raise checkpoints.CheckpointError(
+                f"checkpoint_input_pipeline: this input pipeline cannot be saved ({reason}); "
+                "set checkpoint_input_pipeline: false or make the pipeline stateless"
+            ) from None
+
+    def _restore_input_position(self, iterator, prefix: str) -> None:
+        try:
+            checkpoints.restore_from(tf.train.Checkpoint(iterator=iterator), prefix)
+            self.say("the input pipeline resumes at its saved position")
+        except (AssertionError, ValueError, tf.errors.OpError):
+            self.say(f"{prefix} holds no input position: the input pipeline starts afresh")
+
+    def _start_training(self, train_spec: TrainSpec) -> _Training:
+        max_steps = train_spec.max_steps
         keras.utils.set_random_seed(self.params.random_seed)
         tf.io.gfile.makedirs(self.model_dir)
         differences = config.save_config(self.params, self.model_dir)
@@ -167,14 +188,22 @@ class Estimator:
         optimizer = self.optimizer_fn(self.params, max_steps)
         optimizer.build(model.trainable_variables)
         state = steps.StepState()
-        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, state=state)
-        restored = checkpoints.restore_latest(checkpoint, self.model_dir, self.say)
+        saved = {"model": model, "optimizer": optimizer, "state": state}
+        restored = checkpoints.restore_latest(
+            tf.train.Checkpoint(**saved), self.model_dir, self.say
+        )
         if restored:
             step = int(state.step)
             self.say(f"resuming from {restored} at step {step} (epoch {self.plan.epoch(step):.2f})")
             summaries.truncate_metrics(self.model_dir, step)
+        iterator = None
+        if self.params.checkpoint_input_pipeline:
+            iterator = iter(inputs.prefetch_to_accelerator(train_spec.input_fn()))
+            saved["iterator"] = iterator
+            if restored:  # apart from the rest: an older checkpoint may not hold it
+                self._restore_input_position(iterator, restored)
         manager = tf.train.CheckpointManager(
-            checkpoint,
+            tf.train.Checkpoint(**saved),
             self.model_dir,
             max_to_keep=self.params.keep_checkpoints,
             step_counter=state.step,
@@ -199,6 +228,7 @@ class Estimator:
             best,
             steps.build_train_loop(train_step, self.params.xla, state),
             summaries.Summaries(self.model_dir),
+            iterator,
         )
 
     def _check_divergence(self, run: _Training, step: int, in_a_row: int) -> None:

@@ -75,20 +75,29 @@ def decode_image(
     crop_min_area: float = 0.25,
     eval_crop_fraction: float = 0.875,
     flip: bool = False,
+    seed: tf.Tensor | None = None,
 ) -> tf.Tensor:
     """One encoded image to a float32 ``[image_size, image_size, 3]`` tensor in [0, 1].
 
     JPEGs are decoded only inside the crop window (``decode_and_crop_jpeg``): a random
     window for training, a central one for evaluation. Other formats (records from other
     tools) are decoded whole, then cropped the same way.
+
+    Training needs ``seed`` (shape [2]): the augmentation uses stateless random ops, so the
+    pipeline holds no random state and its position can be saved in a checkpoint.
     """
+    if training:
+        if seed is None:
+            raise ValueError("decode_image(training=True) needs a seed: see random_seeds()")
+        crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
 
     def crop_window(shape):
         height, width = shape[0], shape[1]
         if training:
-            begin, size, _ = tf.image.sample_distorted_bounding_box(
+            begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
                 tf.stack([height, width, 3]),
                 bounding_boxes=tf.constant([0.0, 0.0, 1.0, 1.0], shape=[1, 1, 4]),
+                seed=crop_seed,
                 min_object_covered=crop_min_area,
                 aspect_ratio_range=(3 / 4, 4 / 3),
                 area_range=(crop_min_area, 1.0),
@@ -114,32 +123,54 @@ def decode_image(
     image = tf.image.resize(image, [image_size, image_size], antialias=not training)
     image = tf.clip_by_value(image / 255.0, 0.0, 1.0)
     if training and flip:
-        image = tf.image.random_flip_left_right(image)
+        image = tf.image.stateless_random_flip_left_right(image, flip_seed)
     return tf.ensure_shape(image, [image_size, image_size, 3])
 
 
-def decode_batch(encoded: tf.Tensor, training: bool, params: Mapping) -> tf.Tensor:
-    """A batch of encoded images to ``[batch, size, size, 3]`` float32 (see ``decode_image``)."""
+def random_seeds(seed: int) -> tf.data.Dataset:
+    """An endless dataset of stateless-op seeds (shape [2]) to zip beside the data."""
+    return tf.data.Dataset.random(seed=seed).batch(2)
+
+
+def decode_batch(
+    encoded: tf.Tensor, training: bool, params: Mapping, seed: tf.Tensor | None = None
+) -> tf.Tensor:
+    """A batch of encoded images to ``[batch, size, size, 3]`` float32 (see ``decode_image``).
+
+    ``seed`` (training only) is split into one seed per image.
+    """
     size = params["image_size"]
-    return tf.map_fn(
-        lambda one: decode_image(
-            one,
+    if training:
+        seeds = tf.random.experimental.stateless_split(seed, tf.shape(encoded)[0])
+    else:
+        seeds = tf.zeros([tf.shape(encoded)[0], 2], tf.int64)  # unused: eval is not random
+
+    def one(args):
+        image, image_seed = args
+        return decode_image(
+            image,
             training,
             size,
             params["train_crop_min_area"],
             params["eval_crop_fraction"],
             params["augment_flip"],
-        ),
-        encoded,
+            seed=image_seed if training else None,
+        )
+
+    return tf.map_fn(
+        one,
+        (encoded, tf.cast(seeds, tf.int64)),
         fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32),
         parallel_iterations=16,
     )
 
 
-def parse_and_decode(serialized: tf.Tensor, training: bool, params: Mapping) -> tuple:
+def parse_and_decode(
+    serialized: tf.Tensor, training: bool, params: Mapping, seed: tf.Tensor | None = None
+) -> tuple:
     """A batch of serialized Examples to ``({"image", "filename"}, label)``."""
     parsed = records.parse_batch(serialized, params["image_key"], params["label_key"])
-    images = decode_batch(parsed["image"], training, params)
+    images = decode_batch(parsed["image"], training, params, seed)
     return {"image": images, "filename": parsed["filename"]}, parsed["label"]
 
 

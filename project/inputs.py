@@ -26,11 +26,18 @@ def input_fn(file_pattern, mode, params):
     )
     batch_size = params.train_batch_size if training else params.eval_batch_size
     dataset = dataset.batch(batch_size, drop_remainder=training)
-    dataset = dataset.map(
-        lambda serialized: inputs.parse_and_decode(serialized, training, params),
-        num_parallel_calls=inputs.AUTOTUNE,
-        deterministic=not training,
-    )
+    if training:  # stateless augmentation, one seed per batch: the pipeline can be saved
+        dataset = tf.data.Dataset.zip(dataset, inputs.random_seeds(params.random_seed))
+        dataset = dataset.map(
+            lambda serialized, seed: inputs.parse_and_decode(serialized, True, params, seed),
+            num_parallel_calls=inputs.AUTOTUNE,
+            deterministic=False,
+        )
+    else:
+        dataset = dataset.map(
+            lambda serialized: inputs.parse_and_decode(serialized, False, params),
+            num_parallel_calls=inputs.AUTOTUNE,
+        )
     return dataset.prefetch(inputs.AUTOTUNE)
 
 
@@ -52,7 +59,7 @@ def folder_input_fn(file_pattern, mode, params):
         tf.lookup.KeyValueTensorInitializer(names, tf.range(len(names), dtype=tf.int32)), -1
     )
 
-    def load(path):
+    def load(path, seed):
         class_name = tf.strings.split(path, "/")[-2]
         image = inputs.decode_image(
             tf.io.read_file(path),
@@ -61,12 +68,14 @@ def folder_input_fn(file_pattern, mode, params):
             params.train_crop_min_area,
             params.eval_crop_fraction,
             params.augment_flip,
+            seed=seed if training else None,
         )
         return {"image": image, "filename": path}, table.lookup(class_name)
 
     dataset = tf.data.Dataset.list_files(file_pattern, shuffle=training, seed=params.random_seed)
     if training:
         dataset = dataset.repeat()
+    dataset = tf.data.Dataset.zip(dataset, inputs.random_seeds(params.random_seed))
     dataset = dataset.map(load, num_parallel_calls=inputs.AUTOTUNE, deterministic=not training)
     batch_size = params.train_batch_size if training else params.eval_batch_size
     return dataset.batch(batch_size, drop_remainder=training).prefetch(inputs.AUTOTUNE)

@@ -383,3 +383,64 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(stripes_records, tmp_path
     assert f"at step {killed_at} " in result.stdout and "resuming from" in result.stdout
     assert checkpoints.numbered_checkpoints(model_dir)[0][0] == 60
     assert [r["step"] for r in summaries.read_metrics(model_dir)] == [60]
+
+
+def _in_memory_input(params):
+    """A deterministic pipeline (seeded shuffle, no parallel reads): the data order is fixed."""
+    images = tf.random.stateless_uniform([48, 16, 16, 3], [7, 7])
+    labels = tf.cast(tf.reduce_mean(images, axis=[1, 2, 3]) > 0.5, tf.int32)
+
+    def input_fn():
+        dataset = tf.data.Dataset.from_tensor_slices(({"image": images}, labels))
+        return dataset.shuffle(48, seed=3).repeat().batch(8, drop_remainder=True)
+
+    return input_fn
+
+
+def _weights_after(params, stops):
+    for max_steps in stops:  # a new Estimator each time, as after a restart
+        make_estimator(params).train(_in_memory_input(params), max_steps)
+    restored, _ = make_estimator(params).restore_model("latest")
+    return [v.numpy() for v in restored.variables]
+
+
+@pytest.mark.parametrize("checkpoint_input", [True, False])
+def test_resume_mid_epoch_continues_the_same_data_order(tmp_path, checkpoint_input):
+    def params_in(folder):
+        return default_params(
+            model_dir=str(tmp_path / folder),
+            best_model_dir=str(tmp_path / f"{folder}-best"),
+            image_size=16,
+            num_classes=2,
+            dropout_rate=0.0,
+            save_checkpoints_steps=1,
+            progress="log",
+            checkpoint_input_pipeline=checkpoint_input,
+        )
+
+    straight = _weights_after(params_in("straight"), [5])
+    interrupted = _weights_after(params_in("interrupted"), [2, 5])  # stopped mid-epoch at 2
+    same = all(
+        np.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(straight, interrupted, strict=True)
+    )
+    # With the input position saved, the restarted run sees exactly the batches the straight
+    # run saw; without it, the pipeline starts over and the weights differ.
+    assert same is checkpoint_input
+
+
+def test_an_input_pipeline_that_cannot_be_saved_is_one_clear_error(tmp_path):
+    params = default_params(
+        model_dir=str(tmp_path / "m"),
+        best_model_dir=str(tmp_path / "b"),
+        image_size=8,
+        num_classes=2,
+        train_batch_size=4,
+        checkpoint_input_pipeline=True,
+        progress="log",
+    )
+
+    def generator_input():
+        return project_inputs.generator_input_fn("", ModeKeys.TRAIN, params)
+
+    with pytest.raises(checkpoints.CheckpointError, match="checkpoint_input_pipeline: this input"):
+        make_estimator(params).train(generator_input, 2)
