@@ -24,6 +24,11 @@ from library.modes import ModeKeys  # noqa: E402
 from project.inputs import input_fn  # noqa: E402
 
 
+def seed_of(index):
+    """The baselines' per-image seed: as varied as ours (crop sizes drive decode cost), cheaper."""
+    return tf.stack([tf.constant(0, tf.int64), index])
+
+
 def pipeline_rate(dataset, batches, batch_size):
     iterator = iter(dataset)
     for _ in range(5):  # warm-up: tracing, autotune, buffers
@@ -34,11 +39,10 @@ def pipeline_rate(dataset, batches, batch_size):
 
 def limit_rate(encoded, params, batches, batch_size):
     """The same decode, crop and resize on in-memory bytes, as parallel as the machine goes."""
-    dataset = tf.data.Dataset.from_tensor_slices(encoded).repeat()
-    dataset = tf.data.Dataset.zip(dataset, inputs.random_seeds(0))
+    dataset = tf.data.Dataset.from_tensor_slices(encoded).repeat().enumerate()
     dataset = dataset.map(
-        lambda e, seed: inputs.decode_image(
-            e, True, params.image_size, params.train_crop_min_area, seed=seed
+        lambda i, e: inputs.decode_image(
+            e, True, params.image_size, params.train_crop_min_area, seed=seed_of(i)
         ),
         num_parallel_calls=os.cpu_count(),
         deterministic=False,
@@ -66,16 +70,15 @@ def small_records_rates(folder, batches, batch_size=256):
     params = default_params(image_size=32, train_batch_size=batch_size, augment_flip=False)
     pattern = os.path.join(folder, "small-*.tfrecord")
 
-    def parse_one(serialized, seed):
+    def parse_one(i, serialized):
         parsed = records.parse_batch(serialized)
         image = inputs.decode_image(
-            parsed["image"], True, 32, params.train_crop_min_area, seed=seed
+            parsed["image"], True, 32, params.train_crop_min_area, seed=seed_of(i)
         )
         return {"image": image, "filename": parsed["filename"]}, parsed["label"]
 
     def per_element():
-        dataset = inputs.read_records(pattern, True, shuffle_buffer=1000)
-        dataset = tf.data.Dataset.zip(dataset, inputs.random_seeds(0))
+        dataset = inputs.read_records(pattern, True, shuffle_buffer=1000).enumerate()
         dataset = dataset.map(parse_one, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
         return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
@@ -113,13 +116,16 @@ def main():
         )
         paths = sorted(glob.glob(os.path.join(tree, "*", "*.jpg")))
         encoded = [open(p, "rb").read() for p in paths]  # noqa: SIM115
-        limit = limit_rate(encoded, params, args.batches, 64)
-        ours = pipeline_rate(input_fn(params.train_files, ModeKeys.TRAIN, params), args.batches, 64)
-        limit_again = limit_rate(encoded, params, args.batches, 64)  # the machine drifts: bracket
-        pil = pil_rate(paths, 224, 300)
+        # The machine is shared: each figure is the best of two, measured in turns.
+        limit = ours = per_element = batched = 0.0
         write_small_records(work)
-        per_element, batched = small_records_rates(work, args.batches)
-    limit = (limit + limit_again) / 2
+        for _ in range(2):
+            limit = max(limit, limit_rate(encoded, params, args.batches, 64))
+            train = input_fn(params.train_files, ModeKeys.TRAIN, params)
+            ours = max(ours, pipeline_rate(train, args.batches, 64))
+            small = small_records_rates(work, args.batches)
+            per_element, batched = max(per_element, small[0]), max(batched, small[1])
+        pil = pil_rate(paths, 224, 300)
     print(f"machine: {machine()}")
     print(
         f"224 px: input_fn {ours:.0f} img/s, decode limit {limit:.0f} img/s, PIL loop {pil:.0f} img/s"

@@ -74,7 +74,6 @@ def decode_image(
     image_size: int,
     crop_min_area: float = 0.25,
     eval_crop_fraction: float = 0.875,
-    flip: bool = False,
     seed: tf.Tensor | None = None,
 ) -> tf.Tensor:
     """One encoded image to a float32 ``[image_size, image_size, 3]`` tensor in [0, 1].
@@ -83,13 +82,12 @@ def decode_image(
     window for training, a central one for evaluation. Other formats (records from other
     tools) are decoded whole, then cropped the same way.
 
-    Training needs ``seed`` (shape [2]): the augmentation uses stateless random ops, so the
-    pipeline holds no random state and its position can be saved in a checkpoint.
+    Training needs ``seed`` (shape [2]) for the random window: the augmentation uses
+    stateless random ops, so the pipeline holds no random state and its position can be saved
+    in a checkpoint. Flips are a separate step (``random_flip``).
     """
-    if training:
-        if seed is None:
-            raise ValueError("decode_image(training=True) needs a seed: see random_seeds()")
-        crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    if training and seed is None:
+        raise ValueError("decode_image(training=True) needs a seed: see random_seeds()")
 
     def crop_window(shape):
         height, width = shape[0], shape[1]
@@ -97,7 +95,7 @@ def decode_image(
             begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
                 tf.stack([height, width, 3]),
                 bounding_boxes=tf.constant([0.0, 0.0, 1.0, 1.0], shape=[1, 1, 4]),
-                seed=crop_seed,
+                seed=seed,
                 min_object_covered=crop_min_area,
                 aspect_ratio_range=(3 / 4, 4 / 3),
                 area_range=(crop_min_area, 1.0),
@@ -122,9 +120,13 @@ def decode_image(
     image = tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
     image = tf.image.resize(image, [image_size, image_size], antialias=not training)
     image = tf.clip_by_value(image / 255.0, 0.0, 1.0)
-    if training and flip:
-        image = tf.image.stateless_random_flip_left_right(image, flip_seed)
     return tf.ensure_shape(image, [image_size, image_size, 3])
+
+
+def random_flip(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Flips each image (or each of a batch) left-right with probability 1/2, statelessly."""
+    flip_seed = tf.random.experimental.stateless_fold_in(seed, 1)  # independent of the crops
+    return tf.image.stateless_random_flip_left_right(images, flip_seed)
 
 
 def random_seeds(seed: int) -> tf.data.Dataset:
@@ -140,26 +142,25 @@ def decode_batch(
     ``seed`` (training only) is split into one seed per image.
     """
     size = params["image_size"]
-    if training:
-        seeds = tf.random.experimental.stateless_split(seed, tf.shape(encoded)[0])
-    else:
-        seeds = tf.zeros([tf.shape(encoded)[0], 2], tf.int64)  # unused: eval is not random
-
-    def one(args):
-        image, image_seed = args
-        return decode_image(
-            image,
-            training,
-            size,
-            params["train_crop_min_area"],
-            params["eval_crop_fraction"],
-            params["augment_flip"],
-            seed=image_seed if training else None,
+    if not training:
+        return tf.map_fn(
+            lambda image: decode_image(
+                image, False, size, eval_crop_fraction=params["eval_crop_fraction"]
+            ),
+            encoded,
+            fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32),
+            parallel_iterations=16,
         )
+    seeds = tf.random.experimental.stateless_split(seed, tf.shape(encoded)[0])
+    flip = params["augment_flip"]
+
+    def augmented(args):
+        image = decode_image(args[0], True, size, params["train_crop_min_area"], seed=args[1])
+        return random_flip(image, args[1]) if flip else image  # per image: only half are copied
 
     return tf.map_fn(
-        one,
-        (encoded, tf.cast(seeds, tf.int64)),
+        augmented,
+        (encoded, seeds),
         fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32),
         parallel_iterations=16,
     )

@@ -67,9 +67,10 @@ def folder_input_fn(file_pattern, mode, params):
             params.image_size,
             params.train_crop_min_area,
             params.eval_crop_fraction,
-            params.augment_flip,
             seed=seed if training else None,
         )
+        if training and params.augment_flip:
+            image = inputs.random_flip(image, seed)
         return {"image": image, "filename": path}, table.lookup(class_name)
 
     dataset = tf.data.Dataset.list_files(file_pattern, shuffle=training, seed=params.random_seed)

@@ -64,13 +64,9 @@ def test_decode_image_eval_is_a_central_crop_and_handles_png():
     from_png = inputs.decode_image(png, False, 16, eval_crop_fraction=1.0)
     np.testing.assert_allclose(from_png.numpy(), decoded.numpy(), atol=0.08)  # JPEG loss only
     seed = tf.constant([1, 2], tf.int64)
-    trained = inputs.decode_image(
-        tf.constant(jpeg), True, 16, crop_min_area=0.3, flip=True, seed=seed
-    )
+    trained = inputs.decode_image(tf.constant(jpeg), True, 16, crop_min_area=0.3, seed=seed)
     assert trained.shape == (16, 16, 3)
-    again = inputs.decode_image(
-        tf.constant(jpeg), True, 16, crop_min_area=0.3, flip=True, seed=seed
-    )
+    again = inputs.decode_image(tf.constant(jpeg), True, 16, crop_min_area=0.3, seed=seed)
     np.testing.assert_array_equal(trained.numpy(), again.numpy())  # stateless: same seed, same crop
 
 
