@@ -47,3 +47,9 @@ def main(argv: Sequence[str], load_project: ProjectLoader, prog: str = "run.py")
     except engine.UsageError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            f"\n{prog}: interrupted; the same command resumes from the last checkpoint",
+            file=sys.stderr,
+        )
+        return 130
