@@ -33,20 +33,16 @@ def run_mode(mode: str, params: Params, project: Mapping[str, Callable]) -> int:
         return 1
 
 
-def with_num_classes(params: Params) -> Params:
-    if params.num_classes:
-        return params
-    return params.replace(num_classes=len(inputs.class_names(params)))
-
-
-def _class_names(params: Params) -> list[str] | None:
-    try:
-        return inputs.class_names(params)
-    except inputs.InputError:
-        return None
-
-
 def build_estimator(params: Params, project: Mapping[str, Callable], plan=None) -> Estimator:
+    """The Estimator for ``params``; ``num_classes: 0`` is filled in from the labels file."""
+    try:
+        class_names = inputs.class_names(params)  # read once: class count and exported names
+    except inputs.InputError:
+        if not params.num_classes:
+            raise
+        class_names = None
+    if not params.num_classes:
+        params = params.replace(num_classes=len(class_names))
     return Estimator(
         project["model_fn"],
         project["loss_fn"],
@@ -56,7 +52,7 @@ def build_estimator(params: Params, project: Mapping[str, Callable], plan=None) 
         predictions_fn=project.get("predictions_fn"),
         serving_fn=project.get("serving_fn"),
         plan=plan,
-        class_names=_class_names(params),
+        class_names=class_names,
     )
 
 
@@ -65,7 +61,6 @@ def _input(project, pattern, mode, params):
 
 
 def _train(params: Params, project, evaluate: bool) -> int:
-    params = with_num_classes(params)
     plan = schedule.make_plan(params, inputs.count_records(params.train_files))
     print(
         f"{plan.steps_per_epoch} steps per epoch; training to step {plan.train_steps}, "
@@ -75,6 +70,7 @@ def _train(params: Params, project, evaluate: bool) -> int:
         for line in inputs.report_lost_records(params.train_files):
             print(f"warning: {line}")
     estimator = build_estimator(params, project, plan)
+    params = estimator.params  # num_classes filled in: the input_fn may need it too
     train_spec = TrainSpec(
         _input(project, params.train_files, ModeKeys.TRAIN, params), plan.train_steps
     )
@@ -114,8 +110,8 @@ def _print_outputs(params: Params) -> None:
 
 
 def _evaluate(params: Params, project) -> int:
-    params = with_num_classes(params)
     estimator = build_estimator(params, project)
+    params = estimator.params
     try:
         results = estimator.evaluate(
             _input(project, params.eval_files, ModeKeys.EVAL, params),
@@ -148,8 +144,8 @@ def predict_files_input_fn(pattern: str, params: Params, serving_fn: Callable) -
 def _predict(params: Params, project) -> int:
     if not params.predict_files:
         raise UsageError("--mode predict needs --predict_files (image files or a glob)")
-    params = with_num_classes(params)
     estimator = build_estimator(params, project)
+    params = estimator.params
     names = estimator.class_names
     input_fn = predict_files_input_fn(params.predict_files, params, project["serving_fn"])
     try:
@@ -167,8 +163,8 @@ def _predict(params: Params, project) -> int:
 
 
 def _export(params: Params, project) -> int:
-    params = with_num_classes(params)
     estimator = build_estimator(params, project)
+    params = estimator.params
     export_dir = params.export_dir or os.path.join(params.model_dir, "export")
     path = estimator.export_saved_model(export_dir, params.model)
     print(f"exported SavedModel: {path}  (saved_model_cli show --all --dir {path})")

@@ -99,7 +99,7 @@ class Estimator:
         self.class_names = class_names
         self.say = say
         self.model_dir = params.model_dir
-        self._eval_cache: dict[int, tuple] = {}
+        self._evaluation: tuple | None = None  # (model, loss, metrics, eval_step), built once
         self._serving: tf.Module | None = None
 
     # -- training ------------------------------------------------------------------------
@@ -283,18 +283,12 @@ class Estimator:
     def _run_evaluation(
         self, model: keras.Model, input_fn: InputFn, max_batches: int | None
     ) -> dict:
-        key = id(model)
-        if key not in self._eval_cache:
+        if self._evaluation is None or self._evaluation[0] is not model:
             loss = keras.metrics.Mean(name="loss")
             metrics = dict(self.metrics_fn(self.params))
-            self._eval_cache = {
-                key: (
-                    loss,
-                    metrics,
-                    steps.build_eval_step(model, self.loss_fn, self.params, loss, metrics),
-                )
-            }
-        loss, metrics, eval_step = self._eval_cache[key]
+            eval_step = steps.build_eval_step(model, self.loss_fn, self.params, loss, metrics)
+            self._evaluation = (model, loss, metrics, eval_step)
+        _, loss, metrics, eval_step = self._evaluation
         for metric in [loss, *metrics.values()]:
             metric.reset_state()
         for batches, (features, labels) in enumerate(input_fn()):
