@@ -7,6 +7,7 @@ Options and every configuration key: `python run.py --help`.
 import sys
 
 from library.cli import main
+from project.hyperparameters import HYPERPARAMETERS  # the schema only: no TensorFlow yet
 
 
 def load_project() -> dict:
@@ -25,4 +26,4 @@ def load_project() -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:], load_project))
+    sys.exit(main(sys.argv[1:], HYPERPARAMETERS, load_project))

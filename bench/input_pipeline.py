@@ -21,7 +21,8 @@ from library.quiet import import_tensorflow
 tf = import_tensorflow()
 from library import inputs, records  # noqa: E402
 from library.modes import ModeKeys  # noqa: E402
-from project.inputs import input_fn  # noqa: E402
+from project.hyperparameters import HYPERPARAMETERS  # noqa: E402
+from project.inputs import input_fn, preprocess_train  # noqa: E402
 
 
 def seed_of(index):
@@ -41,9 +42,7 @@ def limit_rate(encoded, params, batches, batch_size):
     """The same decode, crop and resize on in-memory bytes, as parallel as the machine goes."""
     dataset = tf.data.Dataset.from_tensor_slices(encoded).repeat().enumerate()
     dataset = dataset.map(
-        lambda i, e: inputs.decode_image(
-            e, True, params.image_size, params.train_crop_min_area, seed=seed_of(i)
-        ),
+        lambda i, e: preprocess_train(e, seed_of(i), params),
         num_parallel_calls=os.cpu_count(),
         deterministic=False,
     )
@@ -67,14 +66,14 @@ def pil_rate(paths, size, count):
 
 def small_records_rates(folder, batches, batch_size=256):
     """32-px images: parse per element then batch, against batch then parse (ours)."""
-    params = default_params(image_size=32, train_batch_size=batch_size, augment_flip=False)
+    params = default_params(
+        HYPERPARAMETERS, image_size=32, train_batch_size=batch_size, augment_flip=False
+    )
     pattern = os.path.join(folder, "small-*.tfrecord")
 
     def parse_one(i, serialized):
         parsed = records.parse_batch(serialized)
-        image = inputs.decode_image(
-            parsed["image"], True, 32, params.train_crop_min_area, seed=seed_of(i)
-        )
+        image = preprocess_train(parsed["image"], seed_of(i), params)
         return {"image": image, "filename": parsed["filename"]}, parsed["label"]
 
     def per_element():
@@ -110,6 +109,7 @@ def main():
         tree, _ = timed(lambda: write_tree(os.path.join(work, "images"), args.images))
         convert(ConvertOptions(tree, "bench", os.path.join(work, "records"), max_edge=500))
         params = default_params(
+            HYPERPARAMETERS,
             train_files=os.path.join(work, "records", "bench-*.tfrecord"),
             image_size=224,
             train_batch_size=64,

@@ -10,6 +10,8 @@ the default intervals (evaluate and checkpoint once per epoch).
 """
 
 import argparse
+import collections
+import contextlib
 import os
 import tempfile
 import time
@@ -22,10 +24,11 @@ from library.quiet import import_tensorflow
 tf = import_tensorflow()
 import keras  # noqa: E402
 
-from library import schedule  # noqa: E402
+from library import actions, schedule  # noqa: E402
 from library.estimator import Estimator, EvalSpec, TrainSpec, train_and_evaluate  # noqa: E402
 from project import inputs as project_inputs  # noqa: E402
 from project import losses, model, optimizers  # noqa: E402
+from project.hyperparameters import HYPERPARAMETERS  # noqa: E402
 
 BATCH = 64
 ROUNDS = 2  # the machine is shared: every figure is the best of two measurements
@@ -59,7 +62,7 @@ def make_params(work, name, case, **overrides):
         "dropout_rate": 0.0,
         **case,
     }
-    return default_params(**{**values, **overrides})
+    return default_params(HYPERPARAMETERS, **{**values, **overrides})
 
 
 def estimator_for(params, records):
@@ -107,7 +110,7 @@ def estimator_rate(work, case, data, steps, spe, periods=6):
 def hand_loop_rate(work, case, data, steps):
     params = make_params(work, "hand", case)
     net = model.model_fn(params)
-    optimizer = optimizers.optimizer_fn(params, steps)
+    optimizer = optimizers.optimizer_fn(params, schedule.make_plan(params, steps * BATCH))
 
     @tf.function
     def train_step(features, labels):
@@ -135,7 +138,7 @@ def fit_rate(work, case, data, steps):
     params = make_params(work, "fit", case)
     net = model.model_fn(params)
     net.compile(
-        optimizer=optimizers.optimizer_fn(params, steps),
+        optimizer=optimizers.optimizer_fn(params, schedule.make_plan(params, steps * BATCH)),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
     dataset = dataset_fn(*data)()
@@ -148,39 +151,96 @@ def fit_rate(work, case, data, steps):
     return max(rates)
 
 
-def overhead(work, case, data, epochs=4, steps_per_epoch=40):
-    """Seconds per evaluation cycle (evaluation, checkpoint, summaries, plots, best export).
+@contextlib.contextmanager
+def timed_actions():
+    """Times every call of each action and recorder (and their ``finish``), by class name."""
+    timings = collections.defaultdict(list)
+    classes = [
+        actions.LogProgress, actions.SaveCheckpoint, actions.Evaluate,
+        actions.WriteEvalSummaries, actions.AppendMetrics, actions.DrawPlots,
+        actions.KeepBest, actions.SayEvaluation,
+    ]  # fmt: skip
+    saved = {cls: (cls.__call__, cls.finish) for cls in classes if hasattr(cls, "finish")}
+    saved.update({cls: (cls.__call__, None) for cls in classes if cls not in saved})
 
-    Measured as the extra time of a train_and_evaluate run over the same training with
-    nothing but the final checkpoint; returns (share of that run, seconds per evaluation).
+    def timing(name, method):
+        def wrapper(self, *args):
+            start = time.perf_counter()
+            try:
+                return method(self, *args)
+            finally:
+                timings[name].append(time.perf_counter() - start)
+
+        return wrapper
+
+    for cls, (call, finish) in saved.items():
+        cls.__call__ = timing(cls.__name__, call)
+        if finish is not None:
+            cls.finish = timing(f"{cls.__name__}.finish", finish)
+    try:
+        yield timings
+    finally:
+        for cls, (call, finish) in saved.items():
+            cls.__call__ = call
+            if finish is not None:
+                cls.finish = finish
+
+
+def overhead(work, case, data, epochs, steps_per_epoch):
+    """What evaluating once per epoch costs a train_and_evaluate run (the default intervals).
+
+    The same training is run with nothing but the final checkpoint, and with evaluations,
+    checkpoints, summaries, metrics.jsonl, plots and the best checkpoint (its SavedModel
+    written at the end); best of two each, in turns. Each action's own time is measured too.
     """
     records = steps_per_epoch * BATCH
     eval_data = (data[0][: 2 * BATCH], data[1][: 2 * BATCH])
     total_steps = epochs * steps_per_epoch
-    timings = {}
+    runs, breakdown = collections.defaultdict(list), {}
     for name in ("train", "train_and_evaluate", "train", "train_and_evaluate"):
-        params = make_params(
-            work, f"overhead-{name}-{len(timings)}", case, train_epochs=float(epochs)
-        )
+        params = make_params(work, f"overhead-{name}-{len(runs[name])}", case)
         estimator = estimator_for(params, records)
         start = time.perf_counter()
         if name == "train":  # the same steps with nothing but the final checkpoint
             estimator.plan = schedule.Plan(steps_per_epoch, total_steps, 10**9, 10**9, 10**9)
             estimator.train(dataset_fn(*data), total_steps)
         else:
-            train_and_evaluate(
-                estimator,
-                TrainSpec(dataset_fn(*data), total_steps),
-                EvalSpec(dataset_fn(*eval_data, training=False)),
-            )
-        timings.setdefault(name, []).append(time.perf_counter() - start)
-    train, full = min(timings["train"]), min(timings["train_and_evaluate"])
-    return (full - train) / full, (full - train) / epochs, train / epochs
+            with timed_actions() as timings:
+                train_and_evaluate(
+                    estimator,
+                    TrainSpec(dataset_fn(*data), total_steps),
+                    EvalSpec(dataset_fn(*eval_data, training=False)),
+                )
+        runs[name].append(time.perf_counter() - start)
+        if name != "train" and runs[name][-1] == min(runs[name]):
+            breakdown = dict(timings)
+    train, full = min(runs["train"]), min(runs["train_and_evaluate"])
+    recorders = ("WriteEvalSummaries", "AppendMetrics", "DrawPlots", "KeepBest", "SayEvaluation")
+    after = sum(median(breakdown[n]) for n in ("SaveCheckpoint", *recorders))
+    evaluate = median(breakdown["Evaluate"]) - sum(median(breakdown[n]) for n in recorders)
+    end = sum(
+        sum(v) for k, v in breakdown.items() if k.endswith(".finish") and k != "Evaluate.finish"
+    )
+    return {
+        "epoch": train / epochs,
+        "share": (full - train) / full,
+        "per_evaluation": (full - train - end) / epochs,
+        "after_evaluation": after,
+        "evaluation_pass": evaluate,
+        "end_of_run": end,
+        "breakdown": {k: median(v) for k, v in breakdown.items()},
+    }
+
+
+def median(values):
+    return sorted(values)[len(values) // 2]
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--epoch_steps", type=int, default=160, help="steps per epoch (overhead)")
+    parser.add_argument("--overhead_only", action="store_true")
     args = parser.parse_args()
     cases = {
         "small_cnn 32px": ({"encoder": "small_cnn", "image_size": 32}, args.steps * 2),
@@ -191,7 +251,7 @@ def main():
     }
     print(f"machine: {machine()}")
     with tempfile.TemporaryDirectory() as work:
-        for name, (case, steps) in cases.items():
+        for name, (case, steps) in [] if args.overhead_only else cases.items():
             data = in_memory(case["image_size"], 1024)
             hand = hand_loop_rate(work, case, data, steps)
             fit = fit_rate(work, case, data, steps)
@@ -205,13 +265,23 @@ def main():
                 f"  Estimator / hand loop {ours / hand:.2f} ({ours_spe / hand:.2f}), "
                 f"Estimator / fit {ours / fit:.2f} ({ours_spe / fit:.2f})"
             )
-        share, per_eval, epoch = overhead(
-            work, cases["small_cnn 32px"][0], in_memory(32, 40 * BATCH)
+        cost = overhead(
+            work, cases["small_cnn 32px"][0], in_memory(32, 40 * BATCH), 3, args.epoch_steps
         )
         print(
-            f"evaluation + checkpoints + summaries + plots: {per_eval:.2f} s per evaluation, "
-            f"{100 * share:.1f}% of a train_and_evaluate run whose epoch trains in {epoch:.1f} s; "
-            f"3% or less once an epoch trains in {per_eval / 0.03:.0f} s or more"
+            f"train_and_evaluate, {args.epoch_steps}-step epochs of {cost['epoch']:.1f} s, "
+            f"evaluating each epoch: {100 * cost['share']:.2f}% of the run over training alone"
+        )
+        print(
+            f"  per evaluation {cost['per_evaluation']:.3f} s: the evaluation pass "
+            f"{cost['evaluation_pass']:.3f} s, the work after it (checkpoint, summaries, "
+            f"metrics.jsonl, plots, best checkpoint) {cost['after_evaluation']:.3f} s on the step's "
+            f"path ({100 * cost['after_evaluation'] / cost['epoch']:.2f}% of an epoch)"
+        )
+        print(f"  once at the end (best SavedModel, background work): {cost['end_of_run']:.2f} s")
+        print(
+            "  median seconds per call: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in sorted(cost["breakdown"].items()))
         )
 
 

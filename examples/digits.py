@@ -147,13 +147,13 @@ def main(argv: list[str]) -> int:
         "demo",
         "--mode",
         "evaluate",
-        "--model",
+        "--checkpoint",
         "best",
         "--eval_files",
         test_files,
     )
     accuracy = float(re.search(r"accuracy ([0-9.]+)", evaluation).group(1))
-    exported = run("run.py", "--config_set", "demo", "--mode", "export", "--model", "best")
+    exported = run("run.py", "--config_set", "demo", "--mode", "export", "--checkpoint", "best")
     export_dir = re.search(r"exported SavedModel: (\S+)", exported).group(1)
     predictions = os.path.join(OUT, "predictions.png")
     print()

@@ -27,8 +27,9 @@ def per_example_gradients(model, loss_fn, features, labels, params):
 def main():
     from library.config import default_params
     from project import losses, model
+    from project.hyperparameters import HYPERPARAMETERS
 
-    params = default_params(image_size=8, num_classes=3, dropout_rate=0.0)
+    params = default_params(HYPERPARAMETERS, image_size=8, num_classes=3, dropout_rate=0.0)
     net = model.model_fn(params)
     features = {"image": tf.random.uniform([4, 8, 8, 3])}
     labels = tf.constant([0, 1, 2, 1])

@@ -145,19 +145,21 @@ def resolve_checkpoint(choice: str, model_dir: str, best_model_dir: str) -> str:
 class BestExporter:
     """Keeps the best checkpoint by an evaluation metric in its own folder.
 
-    The folder holds the checkpoint (its own manager, one kept), a SavedModel of the same
-    weights and ``best.json`` (metric, value, step, epoch, time), all written atomically.
+    The folder holds the checkpoint (its own manager, one kept), ``best.json`` (metric, value,
+    step, epoch, time) and a SavedModel of the same weights, all written atomically.
     ``best.json`` is read back at start, so a restarted run never replaces a better best with
     a worse one (the failure of tf.estimator's BestExporter and Keras ModelCheckpoint).
     """
 
-    def __init__(self, directory: str, checkpoint: tf.train.Checkpoint, metric: str, mode: str):
+    def __init__(self, directory: str, metric: str, mode: str):
         self.directory = directory
         self.metric = metric
         self.mode = mode
         clean_leftovers(directory)
-        self.manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=1)
         self.best = self._read_best()
+        self.changed = False  # a new best since this exporter started
+        self._manager: tf.train.CheckpointManager | None = None
+        self._model = None
 
     def _read_best(self) -> dict | None:
         path = os.path.join(self.directory, BEST_JSON)
@@ -179,11 +181,16 @@ class BestExporter:
         return value < self.best["value"] if self.mode == "min" else value > self.best["value"]
 
     def maybe_export(
-        self, results: dict, step: int, epoch: float, export_fn: Callable[[str], None] | None
+        self, results: dict, step: int, epoch: float, model, checkpoint: str | None = None
     ) -> bool:
-        """Saves checkpoint, SavedModel and best.json when ``results`` beat the best so far.
+        """Keeps these weights and best.json when ``results`` beat the best so far.
 
-        ``export_fn(path)`` writes the SavedModel; without one, only checkpoint and best.json.
+        Args:
+            results: the evaluation's results (holding ``metric``).
+            step, epoch: when the weights were evaluated.
+            model: the evaluated model (saved when ``checkpoint`` is not given).
+            checkpoint: the prefix of a saved checkpoint of exactly these weights: its files
+                are linked (or copied) instead of saving the weights again.
         """
         if self.metric not in results:
             raise CheckpointError(
@@ -192,23 +199,71 @@ class BestExporter:
         value = float(results[self.metric])
         if not self.is_better(value):
             return False
-        self.manager.save(checkpoint_number=step)
-        if export_fn is not None:
-            final = os.path.join(self.directory, SAVED_MODEL)
-            temporary = f"{final}.tmp-{os.getpid()}"
-            export_fn(temporary)
-            if tf.io.gfile.exists(final):
-                tf.io.gfile.rmtree(final)
-            tf.io.gfile.rename(temporary, final)
+        if checkpoint:
+            kept = self._link(checkpoint, step)
+        else:
+            if self._model is not model:
+                self._manager = tf.train.CheckpointManager(
+                    tf.train.Checkpoint(model=model), self.directory, max_to_keep=1
+                )
+                self._model = model
+            kept = self._manager.save(checkpoint_number=step)
         self.best = {
             "metric": self.metric,
             "value": value,
             "step": step,
             "epoch": round(epoch, 4),
-            "checkpoint": os.path.basename(self.manager.latest_checkpoint),
+            "checkpoint": os.path.basename(kept),
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
+        self._write_best()
+        self.changed = True
+        return True
+
+    def _link(self, source: str, step: int) -> str:
+        """Hard-links (or, across file systems, copies) a checkpoint's files into the folder
+        as ``ckpt-<step>``, the index last (it marks a complete checkpoint), then removes the
+        previous best and points the ``checkpoint`` state file at the new one."""
+        tf.io.gfile.makedirs(self.directory)
+        prefix = os.path.join(self.directory, f"{CHECKPOINT_PREFIX}-{step}")
+        suffixes = [path[len(source) :] for path in tf.io.gfile.glob(f"{source}.*")]
+        for suffix in sorted(suffixes, key=lambda s: s == ".index"):
+            temporary = f"{prefix}{suffix}.tmp-{os.getpid()}"
+            try:
+                os.link(f"{source}{suffix}", temporary)
+            except OSError:  # another file system, or not a local path
+                tf.io.gfile.copy(f"{source}{suffix}", temporary, overwrite=True)
+            tf.io.gfile.rename(temporary, f"{prefix}{suffix}", overwrite=True)
+        for number, old in numbered_checkpoints(self.directory):
+            if number != step:
+                for path in tf.io.gfile.glob(f"{old}.*"):
+                    tf.io.gfile.remove(path)
+        _rewrite_state(self.directory, [prefix])
+        return prefix
+
+    def _write_best(self) -> None:
         atomic_write_text(
             os.path.join(self.directory, BEST_JSON), json.dumps(self.best, indent=2) + "\n"
         )
-        return True
+
+    def export_saved_model(self, export_fn: Callable[[str, str], None]) -> str | None:
+        """Writes the best checkpoint's SavedModel if the best changed since this exporter
+        started, or if there is none (a run killed before it wrote one).
+
+        ``export_fn(checkpoint_prefix, directory)`` restores and exports. Returns the
+        SavedModel's path when one was written.
+        """
+        final = os.path.join(self.directory, SAVED_MODEL)
+        if self.best is None or (not self.changed and tf.io.gfile.exists(final)):
+            return None
+        prefix = os.path.join(self.directory, self.best["checkpoint"])
+        if not tf.io.gfile.exists(f"{prefix}.index"):
+            return None
+        temporary = f"{final}.tmp-{os.getpid()}"
+        export_fn(prefix, temporary)
+        if tf.io.gfile.exists(final):
+            tf.io.gfile.rmtree(final)
+        tf.io.gfile.rename(temporary, final)
+        self.best["saved_model_step"] = self.best["step"]
+        self._write_best()
+        return final

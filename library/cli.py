@@ -6,16 +6,22 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
-from library.config import ConfigError, resolve, to_yaml
+from library.config import ConfigError, Field, resolve, to_yaml
 
 ProjectLoader = Callable[[], Mapping[str, Callable]]
 
 
-def main(argv: Sequence[str], load_project: ProjectLoader, prog: str = "run.py") -> int:
+def main(
+    argv: Sequence[str],
+    hyperparameters: Sequence[Field],
+    load_project: ProjectLoader,
+    prog: str = "run.py",
+) -> int:
     """Runs one mode of ``run.py``; returns the exit status.
 
     Args:
         argv: command-line arguments without the program name.
+        hyperparameters: the project's hyperparameter schema (``project/hyperparameters.py``).
         load_project: returns the project's functions by contract name (``input_fn``,
             ``model_fn``, ``loss_fn``, ``optimizer_fn``, optional ``metrics_fn``,
             ``predictions_fn``, ``serving_fn``); called only after the configuration is valid,
@@ -23,7 +29,7 @@ def main(argv: Sequence[str], load_project: ProjectLoader, prog: str = "run.py")
         prog: program name for messages.
     """
     try:
-        params, args = resolve(argv, prog=prog)
+        params, args = resolve(argv, hyperparameters, prog=prog)
     except ConfigError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
@@ -40,11 +46,11 @@ def main(argv: Sequence[str], load_project: ProjectLoader, prog: str = "run.py")
     from library.quiet import import_tensorflow
 
     import_tensorflow()  # deferred until the configuration is valid: it takes seconds
-    from library import engine
+    from library import commands
 
     try:
-        return engine.run_mode(args.mode, params, load_project())
-    except engine.UsageError as error:
+        return commands.run_mode(args.mode, params, load_project())
+    except commands.UsageError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

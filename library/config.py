@@ -2,32 +2,36 @@
 
 Two files hold the configuration, each as named sets (top-level keys):
 
-* ``project.yaml``: run options (data, durations, folders, checkpointing).
-* ``hyperparameters.yaml``: model hyperparameters.
+* ``project.yaml``: run options (data, durations, folders, checkpointing), declared below in
+  ``RUN_OPTIONS``: they belong to the library.
+* ``hyperparameters.yaml``: model hyperparameters, declared by the project
+  (``project/hyperparameters.py``): a new encoder with a new hyperparameter never edits
+  ``library/``.
 
-A set inherits from another through a YAML anchor (``<<: *DEFAULT``) and overrides
-only what differs. ``--config_set NAME`` picks the project set; its
-``hyperparameter_set`` picks the hyperparameter set. Any key can then be overridden on
-the command line (``--learning_rate 0.0001``).
+A set inherits from another through a YAML anchor (``<<: *DEFAULT``) and overrides only what
+differs. ``--config_set NAME`` picks the project set; its ``hyperparameter_set`` picks the
+hyperparameter set. Any key can then be overridden on the command line (``--learning_rate
+0.0001``; lists and mappings in YAML flow syntax: ``--lr_boundaries "[2, 4]"``).
 
-Every key is declared once, in ``FIELDS`` below, with its type, default and help; an
-unknown key or a wrong type is an error. To add a hyperparameter for your model, add
-one line to ``FIELDS`` and read it as ``params.my_key`` in ``project/``.
-
-This module imports no TensorFlow, so that ``--help`` and configuration errors answer
-instantly.
+Every key has a type, a default, a help line and optionally choices or an interval; an unknown
+key, a wrong type or a value out of range is an error. This module imports no TensorFlow, so
+that ``--help`` and configuration errors answer instantly.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import io
 import math
 import os
+import re
 import sys
+import typing
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import yaml
@@ -37,6 +41,7 @@ from library.files import atomic_write_text
 PROJECT = "project"
 HYPERPARAMETERS = "hyperparameters"
 MODES = ("train_and_evaluate", "train", "evaluate", "predict", "export")
+RENAMED = {"model": "checkpoint"}  # old key -> new key: a clear error instead of "unknown"
 
 
 class ConfigError(Exception):
@@ -45,85 +50,147 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class Field:
+    """One configuration key.
+
+    Args:
+        name: the key, as written in YAML and as ``--name`` on the command line.
+        type: ``str``, ``int``, ``float``, ``bool``, ``list[T]`` or ``dict[str, T]``.
+        default: its value when no set gives one.
+        help: one line for ``--help`` and the README.
+        choices: the allowed values (strings), checked with a did-you-mean.
+        interval: the allowed range of a number (or of each item of a list or mapping), as
+            ``"[0, 1)"`` or ``"(0, inf)"``; square brackets include the bound.
+    """
+
     name: str
-    type: type
+    type: Any
     default: Any
     help: str
-    file: str = PROJECT
     choices: tuple = ()
+    interval: str = ""
+    file: str = HYPERPARAMETERS  # set by Schema: which YAML file the key belongs in
+
+    @property
+    def type_name(self) -> str:
+        origin = typing.get_origin(self.type)
+        if origin is None:
+            return self.type.__name__
+        return f"{origin.__name__}[{', '.join(a.__name__ for a in typing.get_args(self.type))}]"
 
 
 # fmt: off
-FIELDS: tuple[Field, ...] = (
-    # -- project.yaml: data -------------------------------------------------------
+RUN_OPTIONS: tuple[Field, ...] = (
+    # -- data ----------------------------------------------------------------------
     Field("train_files", str, "dataset/train/train-*.tfrecord", "glob of training TFRecord shards"),
     Field("eval_files", str, "dataset/test/test-*.tfrecord", "glob of evaluation TFRecord shards"),
     Field("predict_files", str, "", "image files or a glob for --mode predict"),
     Field("labels_file", str, "", "class names, one per line; empty: labels.txt beside train_files"),
-    Field("train_batch_size", int, 32, "examples per training step"),
-    Field("eval_batch_size", int, 64, "examples per evaluation step"),
-    Field("shuffle_buffer", int, 1000, "records in the shuffle buffer (training)"),
-    Field("interleave_cycle_length", int, 4, "shards read at once"),
+    Field("train_batch_size", int, 32, "examples per training step (the global batch, over all replicas)", interval="[1, inf)"),
+    Field("eval_batch_size", int, 64, "examples per evaluation step", interval="[1, inf)"),
+    Field("shuffle_buffer", int, 1000, "records in the shuffle buffer (training)", interval="[1, inf)"),
+    Field("interleave_cycle_length", int, 4, "shards read at once", interval="[1, inf)"),
     Field("skip_corrupt_records", bool, False, "skip the damaged rest of a corrupt shard instead of stopping"),
     Field("image_key", str, "image/encoded", "feature key of the encoded image"),
     Field("label_key", str, "image/class/label", "feature key of the int64 label"),
-    # -- project.yaml: durations (epochs, or steps when > 0) ----------------------
-    Field("train_epochs", float, 10.0, "training length in epochs"),
-    Field("train_steps", int, 0, "training length in steps; overrides train_epochs when > 0"),
-    Field("epochs_between_evals", float, 1.0, "evaluate every this many epochs"),
-    Field("steps_between_evals", int, 0, "evaluate every this many steps; overrides epochs_between_evals when > 0"),
-    Field("eval_steps", int, 0, "batches per evaluation; 0: the whole eval set"),
-    Field("steps_per_execution", int, 1, "training steps run inside one tf.function call"),
-    Field("log_steps", int, 50, "log train loss and throughput every this many steps"),
-    # -- project.yaml: checkpoints and outputs ------------------------------------
+    # -- durations (epochs, or steps when > 0) ---------------------------------------
+    Field("train_epochs", float, 10.0, "training length in epochs", interval="(0, inf)"),
+    Field("train_steps", int, 0, "training length in steps; overrides train_epochs when > 0", interval="[0, inf)"),
+    Field("epochs_between_evals", float, 1.0, "evaluate every this many epochs", interval="(0, inf)"),
+    Field("steps_between_evals", int, 0, "evaluate every this many steps; overrides epochs_between_evals when > 0", interval="[0, inf)"),
+    Field("eval_steps", int, 0, "batches per evaluation; 0: the whole eval set", interval="[0, inf)"),
+    Field("steps_per_execution", int, 1, "training steps run inside one tf.function call", interval="[1, inf)"),
+    Field("log_steps", int, 50, "log train loss and throughput every this many steps", interval="[1, inf)"),
+    # -- checkpoints and outputs -----------------------------------------------------
     Field("hyperparameter_file", str, "hyperparameters.yaml", "hyperparameter file, relative to the project file"),
     Field("hyperparameter_set", str, "default", "set in hyperparameter_file"),
-    Field("model", str, "latest", "checkpoint to evaluate/predict/export: latest, best or a path"),
+    Field("checkpoint", str, "latest", "checkpoint to evaluate/predict/export: latest, best or a path"),
     Field("model_dir", str, "out/current/checkpoints", "checkpoints, summaries, metrics.jsonl, plots"),
     Field("best_model_dir", str, "out/current/best", "best checkpoint, best.json and its SavedModel"),
     Field("export_dir", str, "", "SavedModel destination for --mode export; empty: <model_dir>/export"),
-    Field("keep_checkpoints", int, 5, "checkpoints kept in model_dir"),
-    Field("save_checkpoints_steps", int, 0, "save every this many steps; 0: at each evaluation"),
+    Field("keep_checkpoints", int, 5, "checkpoints kept in model_dir", interval="[1, inf)"),
+    Field("save_checkpoints_steps", int, 0, "save every this many steps; 0: at each evaluation", interval="[0, inf)"),
     Field("checkpoint_input_pipeline", bool, False, "save the input pipeline's position (shuffle buffer included) in checkpoints, so a resumed run continues the same data order; larger checkpoints"),
-    Field("best_metric", str, "loss", "evaluation metric that picks the best checkpoint"),
+    Field("best_metric", str, "loss", "evaluation metric that picks the best checkpoint: loss or a name of METRICS in project/hyperparameters.py"),
     Field("best_mode", str, "min", "whether a lower or higher best_metric is better", choices=("min", "max")),
-    Field("max_nonfinite_steps", int, 5, "stop after this many consecutive NaN/Inf steps"),
+    Field("max_nonfinite_steps", int, 5, "stop after this many consecutive NaN/Inf steps", interval="[1, inf)"),
     Field("random_seed", int, 42, "seed for weights, shuffling and augmentation"),
     Field("xla", bool, False, "compile the train step with XLA"),
     Field("progress", str, "auto", "progress bar: auto (on a terminal), bar or log", choices=("auto", "bar", "log")),
-    # -- hyperparameters.yaml -----------------------------------------------------
-    Field("encoder", str, "small_cnn", "encoder function in project/encoders.py", HYPERPARAMETERS),
-    Field("head", str, "classifier", "head function in project/heads.py", HYPERPARAMETERS),
-    Field("image_size", int, 224, "side of the square network input", HYPERPARAMETERS),
-    Field("num_classes", int, 0, "classes; 0: count the lines of the labels file", HYPERPARAMETERS),
-    Field("augment_flip", bool, True, "random horizontal flips in training", HYPERPARAMETERS),
-    Field("train_crop_min_area", float, 0.25, "smallest random crop, as a fraction of the image area", HYPERPARAMETERS),
-    Field("eval_crop_fraction", float, 0.875, "central crop side, as a fraction of the shorter edge", HYPERPARAMETERS),
-    Field("learning_rate", float, 1e-3, "peak learning rate", HYPERPARAMETERS),
-    Field("lr_schedule", str, "constant", "learning-rate schedule", HYPERPARAMETERS, ("constant", "cosine")),
-    Field("warmup_epochs", float, 0.0, "linear warm-up length in epochs", HYPERPARAMETERS),
-    Field("dropout_rate", float, 0.5, "dropout before the classifier", HYPERPARAMETERS),
-    Field("batch_norm_momentum", float, 0.99, "batch-norm moving-average momentum; lower for short runs", HYPERPARAMETERS),
-    Field("l2_regularization", float, 1e-8, "L2 weight decay added to the loss", HYPERPARAMETERS),
-    Field("xentropy_label_smoothing", float, 0.0, "label smoothing of the cross-entropy", HYPERPARAMETERS),
-    Field("adam_beta1", float, 0.9, "Adam beta_1", HYPERPARAMETERS),
-    Field("adam_beta2", float, 0.999, "Adam beta_2", HYPERPARAMETERS),
-    Field("adam_epsilon", float, 1e-8, "Adam epsilon", HYPERPARAMETERS),
-    Field("fine_tuning", bool, False, "train a pretrained encoder too (else frozen)", HYPERPARAMETERS),
-    Field("resnet_depth", int, 20, "CIFAR ResNet depth (6n+2)", HYPERPARAMETERS),
-    Field("resnet_width", int, 16, "CIFAR ResNet width of the first stage", HYPERPARAMETERS),
-    Field("resnet_preactivation", bool, False, "pre-activation residual blocks", HYPERPARAMETERS),
 )
 # fmt: on
-FIELDS_BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
+
+
+class Schema:
+    """Every key of a run: the library's run options and the project's hyperparameters."""
+
+    def __init__(self, hyperparameters: Sequence[Field] = ()):
+        fields = [dataclasses.replace(f, file=PROJECT) for f in RUN_OPTIONS]
+        fields += [dataclasses.replace(f, file=HYPERPARAMETERS) for f in hyperparameters]
+        self.fields: tuple[Field, ...] = tuple(fields)
+        self.by_name: dict[str, Field] = {}
+        for field in self.fields:
+            if field.name in self.by_name:
+                raise ConfigError(f"key {field.name!r} is declared twice (a run option too?)")
+            self.by_name[field.name] = field
+            _parse_interval(field)  # a malformed interval fails at import, not mid-run
+
+    def defaults(self) -> dict[str, Any]:
+        return {f.name: coerce(f, f.default, "schema") for f in self.fields}
+
+    def file_fields(self, file: str) -> list[Field]:
+        return [f for f in self.fields if f.file == file]
+
+    def suggest(self, key: str, options: Sequence[str] | None = None) -> str:
+        close = difflib.get_close_matches(key, options or list(self.by_name), n=1)
+        return f" (did you mean {close[0]!r}?)" if close else ""
+
+    def unknown(self, key: str, where: str) -> ConfigError:
+        if key in RENAMED:
+            return ConfigError(f"{where}: key {key!r} is now called {RENAMED[key]!r}; rename it")
+        hint = (
+            self.suggest(key) or " (a new hyperparameter is declared in project/hyperparameters.py)"
+        )
+        return ConfigError(f"{where}: unknown key {key!r}{hint}")
+
+    def coerce(self, key: str, value: Any, where: str) -> Any:
+        field = self.by_name.get(key)
+        if field is None:
+            raise self.unknown(key, where)
+        return coerce(field, value, where)
+
+
+class FrozenMap(Mapping):
+    """A read-only mapping (a YAML mapping value in frozen params)."""
+
+    def __init__(self, values: Mapping):
+        self._values = MappingProxyType(dict(values))
+
+    def __getitem__(self, key):
+        return self._values[key]
+
+    def __iter__(self):
+        return iter(self._values)
+
+    def __len__(self):
+        return len(self._values)
+
+    def __repr__(self):
+        return repr(dict(self._values))
+
+    def __eq__(self, other):
+        return isinstance(other, Mapping) and dict(self._values) == dict(other)
+
+    def __hash__(self):
+        return hash(tuple(sorted(self._values.items())))
 
 
 class Params(Mapping):
     """The resolved configuration: a read-only mapping with attribute access."""
 
-    def __init__(self, values: Mapping[str, Any], config_set: str = "default"):
+    def __init__(self, values: Mapping[str, Any], config_set: str = "default", schema=None):
         object.__setattr__(self, "_values", dict(values))
         object.__setattr__(self, "config_set", config_set)
+        object.__setattr__(self, "schema", schema or Schema())
 
     def __getitem__(self, key: str) -> Any:
         return self._values[key]
@@ -132,7 +199,10 @@ class Params(Mapping):
         try:
             return self._values[key]
         except KeyError:
-            raise AttributeError(f"params has no key {key!r}{_suggest(key)}") from None
+            raise AttributeError(
+                f"params has no key {key!r}{self.schema.suggest(key)}; "
+                "declare new hyperparameters in project/hyperparameters.py"
+            ) from None
 
     def __setattr__(self, key: str, value: Any) -> None:
         raise TypeError("params are frozen: use params.replace(key=value) for a modified copy")
@@ -150,22 +220,27 @@ class Params(Mapping):
         """A copy with ``changes`` applied (checked against the schema)."""
         values = dict(self._values)
         for key, value in changes.items():
-            values[key] = coerce(key, value, "replace()")
-        return Params(values, self.config_set)
+            values[key] = self.schema.coerce(key, value, "replace()")
+        return Params(values, self.config_set, self.schema)
 
     def section(self, file: str) -> dict[str, Any]:
-        """The keys that belong to ``file`` (PROJECT or HYPERPARAMETERS)."""
-        return {f.name: self._values[f.name] for f in FIELDS if f.file == file}
+        """The keys that belong to ``file`` (PROJECT or HYPERPARAMETERS), as plain YAML data."""
+        return {f.name: plain(self._values[f.name]) for f in self.schema.file_fields(file)}
 
 
-def default_params(**overrides: Any) -> Params:
+def plain(value: Any) -> Any:
+    """A frozen value as plain YAML data (tuples as lists, frozen mappings as dicts)."""
+    if isinstance(value, tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: plain(v) for k, v in value.items()}
+    return value
+
+
+def default_params(hyperparameters: Sequence[Field] = (), **overrides: Any) -> Params:
     """The schema's defaults with ``overrides`` applied: for notebooks and tests."""
-    return Params({f.name: f.default for f in FIELDS}).replace(**overrides)
-
-
-def _suggest(key: str) -> str:
-    close = difflib.get_close_matches(key, FIELDS_BY_NAME, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    schema = Schema(hyperparameters)
+    return Params(schema.defaults(), schema=schema).replace(**overrides)
 
 
 def parse_bool(text: str) -> bool:
@@ -177,39 +252,112 @@ def parse_bool(text: str) -> bool:
     raise ValueError(f"not a boolean: {text!r} (use true or false)")
 
 
-def coerce(key: str, value: Any, where: str) -> Any:
-    """Checks ``value`` against the type of ``key``; strings from YAML or flags are parsed."""
-    field = FIELDS_BY_NAME.get(key)
-    if field is None:
-        raise ConfigError(f"{where}: unknown key {key!r}{_suggest(key)}")
-    expected = field.type.__name__
-    try:
-        if field.type is bool:
-            result = value if isinstance(value, bool) else parse_bool(value)
-        elif isinstance(value, bool):
+def _scalar(kind: type, value: Any) -> Any:
+    """``value`` as ``kind``; strings (from flags, or PyYAML's 1e-4) are parsed."""
+    if kind is bool:
+        return value if isinstance(value, bool) else parse_bool(value)
+    if isinstance(value, bool):
+        raise ValueError
+    if kind is float:
+        if not isinstance(value, (int, float, str)):
             raise ValueError
-        elif field.type is float:
-            # PyYAML reads 1e-4 (no dot) as a string: parse it here.
-            result = float(value) if isinstance(value, (int, float, str)) else _raise()
-            if math.isnan(result):
+        result = float(value)
+        if math.isnan(result):
+            raise ValueError
+        return result
+    if kind is int:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, (int, str)):
+            raise ValueError
+        return int(value)
+    if not isinstance(value, str):
+        raise ValueError
+    return value
+
+
+def _structure(value: Any, container: type) -> Any:
+    """A list or mapping given as YAML flow text on the command line, parsed safely."""
+    if isinstance(value, str):
+        try:
+            value = yaml.load(value, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        except yaml.YAMLError:
+            raise ValueError from None
+    if not isinstance(value, container):
+        raise ValueError
+    return value
+
+
+def coerce(field: Field, value: Any, where: str) -> Any:
+    """Checks ``value`` against ``field`` (type, choices, interval); returns it frozen."""
+    origin = typing.get_origin(field.type)
+    try:
+        if origin is list:
+            (item,) = typing.get_args(field.type)
+            result = tuple(_scalar(item, v) for v in _structure(value, list))
+            items = result
+        elif origin is dict:
+            _, item = typing.get_args(field.type)
+            mapping = _structure(value, dict)
+            if not all(isinstance(k, str) for k in mapping):
                 raise ValueError
-        elif field.type is int:
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)
-            result = int(value) if isinstance(value, (int, str)) else _raise()
+            result = FrozenMap({k: _scalar(item, v) for k, v in mapping.items()})
+            items = tuple(result.values())
         else:
-            result = value if isinstance(value, str) else _raise()
+            result = _scalar(field.type, value)
+            items = (result,)
     except ValueError:
-        raise ConfigError(f"{where}: {key} must be {expected}, got {value!r}") from None
-    if field.choices and result not in field.choices:
+        example = {list: " in YAML flow syntax, e.g. [1, 2]", dict: " such as {'a': 1}"}
         raise ConfigError(
-            f"{where}: {key} must be one of {', '.join(field.choices)}, got {result!r}"
+            f"{where}: {field.name} must be {field.type_name}{example.get(origin, '')}, "
+            f"got {plain(value)!r}"
+        ) from None
+    if field.choices and result not in field.choices:
+        hint = ""
+        close = difflib.get_close_matches(str(result), [str(c) for c in field.choices], n=1)
+        if close:
+            hint = f" (did you mean {close[0]!r}?)"
+        raise ConfigError(
+            f"{where}: {field.name} must be one of {', '.join(map(str, field.choices))}, "
+            f"got {result!r}{hint}"
         )
+    if field.interval:
+        low, high, closed_low, closed_high = _parse_interval(field)
+        for number in items:
+            inside = (number >= low if closed_low else number > low) and (
+                number <= high if closed_high else number < high
+            )
+            if not inside:
+                raise ConfigError(
+                    f"{where}: {field.name} must be in {field.interval}, got {plain(result)!r}"
+                )
     return result
 
 
-def _raise() -> Any:
-    raise ValueError
+_INTERVAL = re.compile(r"^([\[(])\s*(-?[\w.]+)\s*,\s*(-?[\w.]+)\s*([\])])$")
+
+
+def _parse_interval(field: Field) -> tuple[float, float, bool, bool]:
+    if not field.interval:
+        return -math.inf, math.inf, False, False
+    match = _INTERVAL.match(field.interval)
+    if not match:
+        raise ValueError(f"{field.name}: malformed interval {field.interval!r}")
+    opening, low, high, closing = match.groups()
+    return float(low), float(high), opening == "[", closing == "]"
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block-style YAML, except lists, which read better in one line: ``[2, 4]``."""
+
+
+_Dumper.add_representer(
+    list, lambda dumper, data: dumper.represent_sequence("tag:yaml.org,2002:seq", data, True)
+)
+
+
+def dump_yaml(data: Any) -> str:
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False)
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -257,18 +405,17 @@ def select_set(sets: dict[str, dict], name: str, path: str) -> dict[str, Any]:
     return sets[name]
 
 
-def _check_set(values: dict[str, Any], file: str, where: str) -> dict[str, Any]:
+def _check_set(schema: Schema, values: dict[str, Any], file: str, where: str) -> dict[str, Any]:
     checked = {}
     for key, value in values.items():
-        field = FIELDS_BY_NAME.get(key)
+        field = schema.by_name.get(key)
         if field is not None and field.file != file:
-            other = f"{field.file}.yaml"
-            raise ConfigError(f"{where}: key {key!r} belongs in {other}, not here")
-        checked[key] = coerce(key, value, where)
+            raise ConfigError(f"{where}: key {key!r} belongs in {field.file}.yaml, not here")
+        checked[key] = schema.coerce(key, value, where)
     return checked
 
 
-def build_arg_parser(prog: str = "run.py") -> argparse.ArgumentParser:
+def build_arg_parser(schema: Schema, prog: str = "run.py") -> argparse.ArgumentParser:
     """The command-line interface: selection flags plus one ``--key`` per schema field."""
     parser = OneLineParser(
         prog=prog,
@@ -288,17 +435,21 @@ def build_arg_parser(prog: str = "run.py") -> argparse.ArgumentParser:
     )
     for file in (PROJECT, HYPERPARAMETERS):
         group = parser.add_argument_group(f"{file}.yaml keys (override the chosen set)")
-        for field in (f for f in FIELDS if f.file == file):
-            choices = f" [{'|'.join(field.choices)}]" if field.choices else ""
-            extra = {"nargs": "?", "const": "true"} if field.type is bool else {}
+        for field in schema.file_fields(file):
             group.add_argument(
                 f"--{field.name}",
                 default=argparse.SUPPRESS,
-                metavar=field.type.__name__.upper(),
-                help=f"{field.help}{choices} (default: {field.default!r})",
-                **extra,
+                metavar=field.type_name.upper(),
+                help=f"{field.help}{_constraint(field)} (default: {plain(field.default)!r})",
+                **({"nargs": "?", "const": "true"} if field.type is bool else {}),
             )
     return parser
+
+
+def _constraint(field: Field) -> str:
+    if field.choices:
+        return f" [{'|'.join(map(str, field.choices))}]"
+    return f" in {field.interval}" if field.interval else ""
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -309,26 +460,32 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def resolve(
-    argv: Sequence[str] | None = None, prog: str = "run.py"
+    argv: Sequence[str] | None = None,
+    hyperparameters: Sequence[Field] = (),
+    prog: str = "run.py",
 ) -> tuple[Params, argparse.Namespace]:
     """Resolves defaults < project set < hyperparameter set < command-line overrides.
 
     Args:
         argv: command-line arguments (without the program name).
+        hyperparameters: the project's hyperparameter schema (``project/hyperparameters.py``).
         prog: program name shown in usage and errors.
 
     Returns:
         The frozen ``Params`` and the parsed namespace (``mode``, ``print_config``, ...).
 
     Raises:
-        ConfigError: for any unknown key or set, wrong type, or unreadable file.
+        ConfigError: for any unknown key or set, wrong type or range, or unreadable file.
     """
-    parser = build_arg_parser(prog)
+    schema = Schema(hyperparameters)
+    parser = build_arg_parser(schema, prog)
     args, unknown = parser.parse_known_args(argv)
     for token in unknown:
         if token.startswith("--"):
             key = token[2:].split("=", 1)[0]
-            options = [*FIELDS_BY_NAME, "config_set", "project_file", "mode", "print_config"]
+            if key in RENAMED:
+                raise ConfigError(f"--{key} is now called --{RENAMED[key]}")
+            options = [*schema.by_name, "config_set", "project_file", "mode", "print_config"]
             close = difflib.get_close_matches(key, options, n=1)
             hint = f" (did you mean --{close[0]}?)" if close else ""
             raise ConfigError(f"unknown option --{key}{hint}; see --help")
@@ -337,25 +494,24 @@ def resolve(
             "so the shell does not expand them)"
         )
     overrides = {
-        name: coerce(name, getattr(args, name), f"--{name}")
-        for name in FIELDS_BY_NAME
+        name: schema.coerce(name, getattr(args, name), f"--{name}")
+        for name in schema.by_name
         if hasattr(args, name)
     }
 
-    values = {f.name: f.default for f in FIELDS}
+    values = schema.defaults()
     project_path = args.project_file
     project_set = select_set(load_sets(project_path), args.config_set, project_path)
     where = f"{project_path} [{args.config_set}]"
-    values.update(_check_set(project_set, PROJECT, where))
-    values.update({k: v for k, v in overrides.items() if FIELDS_BY_NAME[k].file == PROJECT})
+    values.update(_check_set(schema, project_set, PROJECT, where))
+    values.update({k: v for k, v in overrides.items() if schema.by_name[k].file == PROJECT})
 
     hp_path = os.path.join(os.path.dirname(project_path), values["hyperparameter_file"])
-    hp_sets = load_sets(hp_path)
-    hp_set = select_set(hp_sets, values["hyperparameter_set"], hp_path)
+    hp_set = select_set(load_sets(hp_path), values["hyperparameter_set"], hp_path)
     where = f"{hp_path} [{values['hyperparameter_set']}]"
-    values.update(_check_set(hp_set, HYPERPARAMETERS, where))
+    values.update(_check_set(schema, hp_set, HYPERPARAMETERS, where))
     values.update(overrides)
-    return Params(values, args.config_set), args
+    return Params(values, args.config_set, schema), args
 
 
 def to_yaml(params: Params) -> str:
@@ -364,7 +520,7 @@ def to_yaml(params: Params) -> str:
         PROJECT: params.section(PROJECT),
         HYPERPARAMETERS: params.section(HYPERPARAMETERS),
     }
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+    return dump_yaml(data)
 
 
 def save_config(params: Params, model_dir: str) -> list[str]:
@@ -399,35 +555,43 @@ def save_config(params: Params, model_dir: str) -> list[str]:
                     and key != "hyperparameter_file"
                 ):
                     differences.append(f"{key}: {previous[key]!r} -> {current[key]!r}")
-        atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
+        atomic_write_text(path, dump_yaml(data))
     return differences
 
 
-def markdown_reference() -> str:
+def markdown_reference(hyperparameters: Sequence[Field] = ()) -> str:
     """The configuration reference table used in README.md."""
+    schema = Schema(hyperparameters)
     out = io.StringIO()
     for file in (PROJECT, HYPERPARAMETERS):
         out.write(f"\n`{file}.yaml`\n\n| key | type | default | meaning |\n|---|---|---|---|\n")
-        for field in (f for f in FIELDS if f.file == file):
-            choices = f" ({', '.join(field.choices)})" if field.choices else ""
+        for field in schema.file_fields(file):
+            constraint = _constraint(field).replace("|", ", ")
             out.write(
-                f"| `{field.name}` | {field.type.__name__} | `{field.default!r}` | {field.help}{choices} |\n"
+                f"| `{field.name}` | {field.type_name} | `{plain(field.default)!r}` | "
+                f"{field.help}{constraint} |\n"
             )
     return out.getvalue()
 
 
-def update_readme(path: str) -> None:
+def update_readme(path: str, hyperparameters: Sequence[Field] = ()) -> None:
     """Rewrites the reference between the ``config-reference`` markers of ``path``."""
     with open(path, encoding="utf-8") as stream:
         text = stream.read()
     start, end = "<!-- config-reference:start -->\n", "<!-- config-reference:end -->"
     head, rest = text.split(start, 1)
-    atomic_write_text(path, head + start + markdown_reference() + end + rest.split(end, 1)[1])
+    reference = markdown_reference(hyperparameters)
+    atomic_write_text(path, head + start + reference + end + rest.split(end, 1)[1])
 
 
 if __name__ == "__main__":
-    # python -m library.config [README.md]: print the reference, or update it in place.
-    if len(sys.argv) > 1:
-        update_readme(sys.argv[1])
+    # python -m library.config project.hyperparameters [README.md]: print the reference for
+    # that hyperparameter module (it must define HYPERPARAMETERS), or update README.md in place.
+    import importlib
+
+    sys.path.insert(0, os.getcwd())
+    fields = importlib.import_module(sys.argv[1]).HYPERPARAMETERS
+    if len(sys.argv) > 2:
+        update_readme(sys.argv[2], fields)
     else:
-        sys.stdout.write(markdown_reference())
+        sys.stdout.write(markdown_reference(fields))

@@ -1,10 +1,13 @@
-"""tf.data building blocks that a project's ``input_fn`` composes.
+"""tf.data building blocks that a project's ``input_fn`` composes: no policy lives here.
 
 The shape of a fast image pipeline (see BENCHMARKS.md for why each step is where it is)::
 
     list_files -> interleave(TFRecordDataset) -> shuffle -> repeat -> batch
       -> parse the whole batch (tf.io.parse_example) -> decode_and_crop_jpeg each image
-      -> resize, augment, normalise -> prefetch (to the accelerator when there is one)
+      -> resize, augment, normalise (the project's choices) -> prefetch
+
+The library then hands batches to the devices (``library/distribute.py``). What to crop,
+flip or normalise is the project's augmentation policy (``project/inputs.py``).
 
 All file access goes through ``tf.io.gfile`` and ``tf.data``, so ``gs://`` or HDFS patterns
 work unchanged.
@@ -41,6 +44,17 @@ def match_files(file_pattern: str) -> list[str]:
     return files
 
 
+def replica_batch_size(global_batch_size: int, input_context=None) -> int:
+    """The batch one input pipeline makes: the global batch divided among the replicas.
+
+    ``input_context`` is the ``tf.distribute.InputContext`` the library passes to
+    ``input_fn`` (None without a distribution strategy).
+    """
+    if input_context is None:
+        return global_batch_size
+    return input_context.get_per_replica_batch_size(global_batch_size)
+
+
 def read_records(
     file_pattern: str,
     training: bool,
@@ -48,10 +62,17 @@ def read_records(
     shuffle_buffer: int = 1000,
     seed: int | None = None,
     skip_corrupt: bool = False,
+    input_context=None,
 ) -> tf.data.Dataset:
-    """Serialized records from interleaved shards; shuffled and repeated for training."""
+    """Serialized records from interleaved shards; shuffled and repeated for training.
+
+    With several input pipelines (multi-worker training), each reads its own share of the
+    files.
+    """
     match_files(file_pattern)
     files = tf.data.Dataset.list_files(file_pattern, shuffle=training, seed=seed)
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        files = files.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
 
     def read(path):
         dataset = tf.data.TFRecordDataset(path, buffer_size=READ_BUFFER_BYTES)
@@ -68,59 +89,57 @@ def read_records(
     return dataset
 
 
-def decode_image(
+def decode_and_random_crop(
     encoded: tf.Tensor,
-    training: bool,
-    image_size: int,
-    crop_min_area: float = 0.25,
-    eval_crop_fraction: float = 0.875,
-    seed: tf.Tensor | None = None,
+    seed: tf.Tensor,
+    min_area: float = 0.25,
+    aspect_ratio_range: tuple[float, float] = (3 / 4, 4 / 3),
 ) -> tf.Tensor:
-    """One encoded image to a float32 ``[image_size, image_size, 3]`` tensor in [0, 1].
+    """A random window of an encoded image, as uint8 ``[h, w, 3]``.
 
-    JPEGs are decoded only inside the crop window (``decode_and_crop_jpeg``): a random
-    window for training, a central one for evaluation. Other formats (records from other
-    tools) are decoded whole, then cropped the same way.
-
-    Training needs ``seed`` (shape [2]) for the random window: the augmentation uses
-    stateless random ops, so the pipeline holds no random state and its position can be saved
-    in a checkpoint. Flips are a separate step (``random_flip``).
+    JPEGs are decoded only inside the window (``decode_and_crop_jpeg``); other formats are
+    decoded whole, then cropped. ``seed`` (shape [2]) drives stateless random ops: the
+    pipeline holds no random state, so its position can be saved in a checkpoint.
     """
-    if training and seed is None:
-        raise ValueError("decode_image(training=True) needs a seed: see random_seeds()")
 
-    def crop_window(shape):
-        height, width = shape[0], shape[1]
-        if training:
-            begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
-                tf.stack([height, width, 3]),
-                bounding_boxes=tf.constant([0.0, 0.0, 1.0, 1.0], shape=[1, 1, 4]),
-                seed=seed,
-                min_object_covered=crop_min_area,
-                aspect_ratio_range=(3 / 4, 4 / 3),
-                area_range=(crop_min_area, 1.0),
-                max_attempts=10,
-                use_image_if_no_bounding_boxes=True,
-            )
-            return begin[0], begin[1], size[0], size[1]
-        side = tf.cast(
-            eval_crop_fraction * tf.cast(tf.minimum(height, width), tf.float32), tf.int32
+    def window(shape):
+        begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+            tf.stack([shape[0], shape[1], 3]),
+            bounding_boxes=tf.constant([0.0, 0.0, 1.0, 1.0], shape=[1, 1, 4]),
+            seed=seed,
+            min_object_covered=min_area,
+            aspect_ratio_range=aspect_ratio_range,
+            area_range=(min_area, 1.0),
+            max_attempts=10,
+            use_image_if_no_bounding_boxes=True,
         )
+        return begin[0], begin[1], size[0], size[1]
+
+    return _decode_window(encoded, window)
+
+
+def decode_and_central_crop(encoded: tf.Tensor, fraction: float = 0.875) -> tf.Tensor:
+    """The central square of an encoded image (side: ``fraction`` of the shorter edge)."""
+
+    def window(shape):
+        height, width = shape[0], shape[1]
+        side = tf.cast(fraction * tf.cast(tf.minimum(height, width), tf.float32), tf.int32)
         return (height - side) // 2, (width - side) // 2, side, side
 
+    return _decode_window(encoded, window)
+
+
+def _decode_window(encoded: tf.Tensor, window) -> tf.Tensor:
     def jpeg():
-        top, left, h, w = crop_window(tf.image.extract_jpeg_shape(encoded))
+        top, left, h, w = window(tf.image.extract_jpeg_shape(encoded))
         return tf.image.decode_and_crop_jpeg(encoded, tf.stack([top, left, h, w]), channels=3)
 
     def other():
         image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-        top, left, h, w = crop_window(tf.shape(image))
+        top, left, h, w = window(tf.shape(image))
         return tf.image.crop_to_bounding_box(image, top, left, h, w)
 
-    image = tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
-    image = tf.image.resize(image, [image_size, image_size], antialias=not training)
-    image = tf.clip_by_value(image / 255.0, 0.0, 1.0)
-    return tf.ensure_shape(image, [image_size, image_size, 3])
+    return tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
 
 
 def random_flip(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
@@ -134,61 +153,22 @@ def random_seeds(seed: int) -> tf.data.Dataset:
     return tf.data.Dataset.random(seed=seed).batch(2)
 
 
-def decode_batch(
-    encoded: tf.Tensor, training: bool, params: Mapping, seed: tf.Tensor | None = None
-) -> tf.Tensor:
-    """A batch of encoded images to ``[batch, size, size, 3]`` float32 (see ``decode_image``).
+def map_images(fn, encoded: tf.Tensor, image_shape: Sequence[int], seed: tf.Tensor | None = None):
+    """Applies ``fn(encoded_image)`` (or ``fn(encoded_image, seed)``) to each image of a batch.
 
-    ``seed`` (training only) is split into one seed per image.
+    With ``seed`` (shape [2]), each image gets its own seed split from it. Returns float32
+    ``[batch, *image_shape]``.
     """
-    size = params["image_size"]
-    if not training:
-        return tf.map_fn(
-            lambda image: decode_image(
-                image, False, size, eval_crop_fraction=params["eval_crop_fraction"]
-            ),
-            encoded,
-            fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32),
-            parallel_iterations=16,
-        )
+    signature = tf.TensorSpec(list(image_shape), tf.float32)
+    if seed is None:
+        return tf.map_fn(fn, encoded, fn_output_signature=signature, parallel_iterations=16)
     seeds = tf.random.experimental.stateless_split(seed, tf.shape(encoded)[0])
-    flip = params["augment_flip"]
-
-    def augmented(args):
-        image = decode_image(args[0], True, size, params["train_crop_min_area"], seed=args[1])
-        return random_flip(image, args[1]) if flip else image  # per image: only half are copied
-
     return tf.map_fn(
-        augmented,
+        lambda args: fn(*args),
         (encoded, seeds),
-        fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32),
+        fn_output_signature=signature,
         parallel_iterations=16,
     )
-
-
-def parse_and_decode(
-    serialized: tf.Tensor, training: bool, params: Mapping, seed: tf.Tensor | None = None
-) -> tuple:
-    """A batch of serialized Examples to ``({"image", "filename"}, label)``."""
-    parsed = records.parse_batch(serialized, params["image_key"], params["label_key"])
-    images = decode_batch(parsed["image"], training, params, seed)
-    return {"image": images, "filename": parsed["filename"]}, parsed["label"]
-
-
-def prefetch_to_accelerator(dataset: tf.data.Dataset) -> tf.data.Dataset:
-    """Prefetches onto the GPU when there is one (the last stage), else in host memory.
-
-    String features (filenames) cannot live on a GPU and the train step does not use them:
-    they are dropped before the copy.
-    """
-    gpus = tf.config.list_logical_devices("GPU")
-    if not gpus:
-        return dataset.prefetch(AUTOTUNE)
-    features_spec = dataset.element_spec[0]
-    if isinstance(features_spec, Mapping):
-        keep = [k for k, spec in features_spec.items() if spec.dtype != tf.string]
-        dataset = dataset.map(lambda features, labels: ({k: features[k] for k in keep}, labels))
-    return dataset.apply(tf.data.experimental.prefetch_to_device(gpus[0].name, buffer_size=2))
 
 
 # -- What the engine needs to know about the files -------------------------------------

@@ -1,23 +1,39 @@
-"""The train and eval steps: short tf.functions, separate from the outer loop."""
+"""The train and eval steps: short functions run on every replica, apart from the outer loop.
+
+Both run through ``strategy.run``: with the default strategy that is a plain call, with a
+mirrored or multi-worker strategy each replica runs the step on its share of the global
+batch and the optimizer sums the gradients across replicas.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import keras
 import tensorflow as tf
 
+_FIRST = tf.VariableAggregation.ONLY_FIRST_REPLICA  # counters: every replica counts the same
+
 
 class StepState(tf.Module):
-    """Counters the step updates on the device; the loop reads them only when it logs."""
+    """What the step updates besides the weights; saved in every checkpoint.
+
+    The loop reads it only when it logs or saves, so one value crosses to the host per call.
+    A checkpoint thereby records the step, the learning rate in force and the mean training
+    loss since the previous checkpoint: an evaluator in another process reads them from it.
+    """
 
     def __init__(self):
         super().__init__()
-        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-        self.nonfinite_in_a_row = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.nonfinite_total = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.grad_norm = tf.Variable(0.0, dtype=tf.float32, trainable=False)
-        self.train_loss = keras.metrics.Mean(name="train_loss")
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step", aggregation=_FIRST)  # fmt: skip
+        self.nonfinite_in_a_row = tf.Variable(0, dtype=tf.int64, trainable=False, aggregation=_FIRST)  # fmt: skip
+        self.nonfinite_total = tf.Variable(0, dtype=tf.int64, trainable=False, aggregation=_FIRST)
+        self.grad_norm = tf.Variable(0.0, dtype=tf.float32, trainable=False, aggregation=_FIRST)
+        self.learning_rate = tf.Variable(0.0, dtype=tf.float32, trainable=False, aggregation=_FIRST)  # fmt: skip
+        # The learning-rate schedule's length, fixed by the run that started model_dir.
+        self.schedule_steps = tf.Variable(0, dtype=tf.int64, trainable=False, aggregation=_FIRST)
+        self.log_loss = keras.metrics.Mean(name="log_loss")  # since the last log line
+        self.checkpoint_loss = keras.metrics.Mean(name="checkpoint_loss")  # since the last save
 
 
 def model_inputs(model: keras.Model, features):
@@ -28,7 +44,11 @@ def model_inputs(model: keras.Model, features):
 
 
 def mean_loss(per_example: tf.Tensor, model: keras.Model) -> tf.Tensor:
-    """Mean of the per-example loss over the global batch, plus the model's regularisation."""
+    """Mean of the per-example loss over the global batch, plus the model's regularisation.
+
+    On several replicas each divides by the global batch and the optimizer sums their
+    gradients; the regularisation is split among them the same way.
+    """
     loss = tf.nn.compute_average_loss(tf.cast(per_example, tf.float32))
     if model.losses:
         loss += tf.nn.scale_regularization_loss(
@@ -37,8 +57,20 @@ def mean_loss(per_example: tf.Tensor, model: keras.Model) -> tf.Tensor:
     return loss
 
 
-def build_train_step(model, loss_fn: Callable, optimizer, params: Mapping, state: StepState):
-    """One update; a non-finite loss or gradient leaves weights and optimizer untouched."""
+def build_train_step(
+    model: keras.Model,
+    loss_fn: Callable,
+    optimizer: keras.optimizers.Optimizer,
+    params: Mapping,
+    state: StepState,
+    variables: Sequence[tf.Variable] | None = None,
+):
+    """One update on one replica; a non-finite loss or gradient on any replica leaves weights,
+    optimizer and batch-norm statistics untouched on all of them.
+
+    ``variables``: what trains (default: all trainable variables of the model).
+    """
+    variables = list(model.trainable_variables if variables is None else variables)
 
     def train_step(features, labels):
         # Batch norm updates its moving statistics in the forward pass: keep them to undo.
@@ -47,36 +79,93 @@ def build_train_step(model, loss_fn: Callable, optimizer, params: Mapping, state
             outputs = model(model_inputs(model, features), training=True)
             per_example = loss_fn(labels, outputs, params)
             loss = mean_loss(per_example, model)
-        variables = model.trainable_variables
         grads = tape.gradient(loss, variables)
         grad_norm = tf.linalg.global_norm([g for g in grads if g is not None])
-        finite = tf.math.is_finite(loss) & tf.math.is_finite(grad_norm)
-
-        def apply():
-            optimizer.apply_gradients(zip(grads, variables, strict=True))
-
-        def revert():
-            for variable, value in zip(model.non_trainable_variables, statistics, strict=True):
-                variable.assign(value)
-
-        tf.cond(finite, apply, revert)
-        state.step.assign_add(1)
-        state.nonfinite_in_a_row.assign(
-            tf.where(finite, tf.constant(0, tf.int64), state.nonfinite_in_a_row + 1)
+        finite = all_replicas(tf.math.is_finite(loss) & tf.math.is_finite(grad_norm))
+        state.learning_rate.assign(tf.cast(optimizer.learning_rate, tf.float32))
+        apply_or_revert(
+            finite,
+            lambda grads: optimizer.apply_gradients(zip(grads, variables, strict=True)),
+            grads,
+            lambda saved: restore(model.non_trainable_variables, saved),
+            statistics,
         )
-        state.nonfinite_total.assign_add(tf.cast(~finite, tf.int64))
-        state.grad_norm.assign(tf.where(finite, grad_norm, state.grad_norm))
-        # Weight 0 keeps a NaN step out of the running mean (NaN * 0 is still NaN: zero it).
-        batch_loss = tf.where(finite, tf.reduce_mean(tf.cast(per_example, tf.float32)), 0.0)
-        state.train_loss.update_state(batch_loss, sample_weight=tf.cast(finite, tf.float32))
+        record_step(state, finite, grad_norm, per_example)
 
     return train_step
 
 
-def build_train_loop(train_step: Callable, xla: bool, state: StepState):
+def all_replicas(condition: tf.Tensor) -> tf.Tensor:
+    """True where ``condition`` holds on every replica: all replicas must take one branch,
+    or their weights diverge (mirrored) or their collectives hang (multi-worker)."""
+    context = tf.distribute.get_replica_context()
+    failures = context.all_reduce(tf.distribute.ReduceOp.SUM, tf.cast(~condition, tf.float32))
+    return tf.equal(failures, 0.0)
+
+
+def apply_or_revert(finite, apply_fn, apply_args, revert_fn, revert_args) -> None:
+    """``apply_fn(apply_args)`` when ``finite`` (the same on every replica), else revert.
+
+    apply_gradients all-reduces the gradients; a strategy that synchronises through
+    ``merge_call`` cannot do that inside a ``tf.cond`` of a replica, so the decision is then
+    taken in the cross-replica context (as Keras' LossScaleOptimizer does).
+    """
+
+    def apply(args):
+        apply_fn(args)  # branches of a cond return the same structure: nothing
+
+    def revert(args):
+        revert_fn(args)
+
+    if tf.__internal__.distribute.strategy_supports_no_merge_call():
+        tf.cond(finite, lambda: apply(apply_args), lambda: revert(revert_args))
+        return
+
+    def cross_replica(strategy, finite, apply_args, revert_args):
+        decision = strategy.experimental_local_results(finite)[0]
+        tf.cond(
+            decision,
+            lambda: strategy.extended.call_for_each_replica(apply, args=(apply_args,)),
+            lambda: strategy.extended.call_for_each_replica(revert, args=(revert_args,)),
+        )
+
+    tf.distribute.get_replica_context().merge_call(
+        cross_replica, args=(finite, apply_args, revert_args)
+    )
+
+
+def restore(variables: Sequence[tf.Variable], values: Sequence[tf.Tensor]) -> None:
+    for variable, value in zip(variables, values, strict=True):
+        variable.assign(value)
+
+
+def record_step(state: StepState, finite, grad_norm, per_example) -> None:
+    """Counts the step, its NaN streak, and its loss (weight 0 for a skipped step)."""
+    state.step.assign_add(1)
+    state.nonfinite_in_a_row.assign(
+        tf.where(finite, tf.constant(0, tf.int64), state.nonfinite_in_a_row + 1)
+    )
+    state.nonfinite_total.assign_add(tf.cast(~finite, tf.int64))
+    state.grad_norm.assign(tf.where(finite, grad_norm, state.grad_norm))
+    # NaN * 0 is still NaN: zero the loss of a skipped step before weighting it out.
+    batch_loss = tf.where(finite, tf.reduce_mean(tf.cast(per_example, tf.float32)), 0.0)
+    weight = tf.cast(finite, tf.float32)
+    state.log_loss.update_state(batch_loss, sample_weight=weight)
+    state.checkpoint_loss.update_state(batch_loss, sample_weight=weight)
+
+
+def build_train_loop(
+    strategy: tf.distribute.Strategy,
+    train_step: Callable,
+    state: StepState,
+    xla: bool = False,
+    input_summary: Callable | None = None,
+):
     """Runs ``steps`` train steps inside one graph call (``steps_per_execution``).
 
-    Returns the count of non-finite steps in a row, the one value the loop must see each call.
+    ``input_summary(features)``, when given, is called on each batch in the graph (it records
+    only at step 0: a picture of the input without spending a batch on it). Returns the count
+    of non-finite steps in a row, the one value the loop must see each call.
     """
     step = tf.function(train_step, jit_compile=True) if xla else train_step
 
@@ -84,22 +173,32 @@ def build_train_loop(train_step: Callable, xla: bool, state: StepState):
     def train_loop(iterator, steps):
         for _ in tf.range(steps):
             features, labels = next(iterator)
-            if isinstance(features, Mapping):  # XLA takes no strings (e.g. filenames)
-                features = {k: v for k, v in features.items() if v.dtype != tf.string}
-            step(features, labels)
+            if input_summary is not None:
+                input_summary(features)
+            strategy.run(step, args=(features, labels))
         return state.nonfinite_in_a_row.read_value()
 
     return train_loop
 
 
-def build_eval_step(model, loss_fn: Callable, params: Mapping, loss_metric, metrics: Mapping):
-    """Accumulates the eval loss and metrics for one batch, in inference mode."""
+def build_eval_step(
+    strategy: tf.distribute.Strategy,
+    model: keras.Model,
+    loss_fn: Callable,
+    params: Mapping,
+    loss_metric: keras.metrics.Metric,
+    metrics: Mapping[str, keras.metrics.Metric],
+):
+    """Accumulates the eval loss and metrics for one (distributed) batch, in inference mode."""
 
-    @tf.function(reduce_retracing=True)
-    def eval_step(features, labels):
+    def replica_step(features, labels):
         outputs = model(model_inputs(model, features), training=False)
         loss_metric.update_state(tf.cast(loss_fn(labels, outputs, params), tf.float32))
         for metric in metrics.values():
             metric.update_state(labels, outputs)
+
+    @tf.function(reduce_retracing=True)
+    def eval_step(features, labels):
+        strategy.run(replica_step, args=(features, labels))
 
     return eval_step

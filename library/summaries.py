@@ -6,7 +6,9 @@ import json
 import os
 
 import keras
+import numpy as np
 import tensorflow as tf
+from tensorboard.plugins.histogram import metadata as histogram_metadata
 
 from library.files import atomic_write_text
 
@@ -14,46 +16,81 @@ METRICS_FILE = "metrics.jsonl"
 
 
 class Summaries:
-    """``train/`` and ``eval/`` TensorBoard writers under ``model_dir``."""
+    """``train/`` and ``eval/`` TensorBoard writers under ``model_dir``.
 
-    def __init__(self, model_dir: str):
-        self.train = tf.summary.create_file_writer(os.path.join(model_dir, "train"))
-        self.eval = tf.summary.create_file_writer(os.path.join(model_dir, "eval"))
+    They flush every few seconds by themselves and at ``flush()``; the loop never waits on
+    a flush between steps.
+    """
+
+    def __init__(self, model_dir: str, flush_seconds: float = 10.0):
+        flush_millis = int(flush_seconds * 1000)
+        self.train = tf.summary.create_file_writer(
+            os.path.join(model_dir, "train"), flush_millis=flush_millis
+        )
+        self.eval = tf.summary.create_file_writer(
+            os.path.join(model_dir, "eval"), flush_millis=flush_millis
+        )
 
     def scalars(self, writer, values: dict, step: int) -> None:
         with writer.as_default(step=step):
             for name, value in values.items():
                 tf.summary.scalar(name, value)
 
-    def image_grid(self, images: tf.Tensor, step: int, max_images: int = 16) -> None:
-        with self.train.as_default(step=step):
-            tf.summary.image("first_batch", images[:max_images], max_outputs=max_images)
+    def input_picture(self, step: tf.Variable, strategy: tf.distribute.Strategy, max_images=16):
+        """A function for the train loop's graph: records the batch that trains step 1 (no
+        batch is spent on the picture)."""
+
+        def record(features):
+            images = strategy.experimental_local_results(features["image"])[0]
+            with self.train.as_default(step=step), tf.summary.record_if(tf.equal(step, 0)):
+                tf.summary.image("input", images[:max_images], max_outputs=max_images)
+
+        return record
 
     def weights(self, model: keras.Model, step: int) -> None:
         """Weight histograms and the first layer's filters as images."""
-        with self.eval.as_default(step=step):
-            for variable in model.trainable_variables:
-                tf.summary.histogram(variable.path, variable)
-            kernel = first_rgb_kernel(model)
-            if kernel is not None:
-                filters = tf.transpose(kernel, [3, 0, 1, 2])  # [out, h, w, 3]
-                low = tf.reduce_min(filters, axis=[1, 2, 3], keepdims=True)
-                high = tf.reduce_max(filters, axis=[1, 2, 3], keepdims=True)
-                tf.summary.image(
-                    "first_layer_filters", (filters - low) / (high - low + 1e-8), max_outputs=32
-                )
+        write_weights(self.eval, snapshot_weights(model), step)
 
     def flush(self) -> None:
         self.train.flush()
         self.eval.flush()
 
 
-def first_rgb_kernel(model: keras.Model) -> tf.Tensor | None:
-    """The kernel of the first convolution that reads RGB input, if any."""
-    for variable in model.trainable_variables:
-        if len(variable.shape) == 4 and variable.shape[2] == 3:
-            return tf.convert_to_tensor(variable)
-    return None
+def snapshot_weights(model: keras.Model) -> list[tuple[str, np.ndarray]]:
+    """``(path, values)`` of every trainable variable, copied to the host: what
+    ``write_weights`` needs, taken in milliseconds so that it can be written in the
+    background while training moves on."""
+    return [(v.path, np.asarray(v.numpy())) for v in model.trainable_variables]
+
+
+def histogram(name: str, values: np.ndarray, step: int, buckets: int = 30) -> None:
+    """A TensorBoard histogram computed with NumPy (TensorBoard's own builds a one-hot
+    matrix of size x buckets in float64: slow, and large for big variables)."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if high > low:
+        counts, edges = np.histogram(values, bins=buckets, range=(low, high))
+    else:  # one value (or none): TensorBoard's convention, everything in the last bucket
+        counts, edges = np.zeros(buckets), np.full(buckets + 1, low)
+        counts[-1] = values.size
+    table = np.stack([edges[:-1], edges[1:], counts.astype(np.float64)], axis=1)
+    metadata = histogram_metadata.create_summary_metadata(display_name=None, description=None)
+    tf.summary.write(name, tf.constant(table), step=step, metadata=metadata)
+
+
+def write_weights(writer, weights: list[tuple[str, np.ndarray]], step: int) -> None:
+    """Histograms of ``weights`` and the first RGB convolution's filters as images."""
+    with writer.as_default(step=step):
+        for path, values in weights:
+            histogram(path, values, step)
+        kernel = next((v for _, v in weights if v.ndim == 4 and v.shape[2] == 3), None)
+        if kernel is not None:
+            filters = np.transpose(kernel, [3, 0, 1, 2])  # [out, h, w, 3]
+            low = filters.min(axis=(1, 2, 3), keepdims=True)
+            high = filters.max(axis=(1, 2, 3), keepdims=True)
+            tf.summary.image(
+                "first_layer_filters", (filters - low) / (high - low + 1e-8), max_outputs=32
+            )
 
 
 def append_metrics(model_dir: str, record: dict) -> None:

@@ -1,19 +1,65 @@
-"""Input functions: ``input_fn(file_pattern, mode, params) -> tf.data.Dataset``.
+"""Input functions: ``input_fn(file_pattern, mode, params, input_context=None) -> Dataset``.
 
 Each yields ``(features, labels)`` batches, features being a dict with at least ``image``.
-``input_fn`` reads the TFRecords written by convert_dataset.py (or any tool using the same
-schema). ``folder_input_fn`` and ``generator_input_fn`` are examples of other sources: switch
-by wiring one of them in run.py.
+``input_context`` (a ``tf.distribute.InputContext``, None on one device) says how many input
+pipelines there are: the batch is the per-replica share of the global batch, and each pipeline
+reads its share of the files. ``input_fn`` reads the TFRecords written by convert_dataset.py
+(or any tool using the same schema). ``folder_input_fn`` and ``generator_input_fn`` are
+examples of other sources: switch by wiring one of them in run.py.
+
+The augmentation policy lives here too (``preprocess_train``, ``preprocess_eval``): crops,
+flips and the normalisation of pixel values are the project's choices.
 """
 
 import numpy as np
 import tensorflow as tf
 
-from library import inputs
+from library import inputs, records
 from library.modes import ModeKeys
 
 
-def input_fn(file_pattern, mode, params):
+def normalise(image):
+    """uint8 (or float) pixels to float32 in [0, 1]: what the encoders expect."""
+    return tf.clip_by_value(tf.cast(image, tf.float32) / 255.0, 0.0, 1.0)
+
+
+def preprocess_train(encoded, seed, params):
+    """A random crop (at least ``train_crop_min_area``), resized, maybe flipped."""
+    crop = inputs.decode_and_random_crop(encoded, seed, params.train_crop_min_area)
+    image = tf.image.resize(crop, [params.image_size, params.image_size])
+    if params.augment_flip:
+        image = inputs.random_flip(image, seed)
+    return normalise(image)
+
+
+def preprocess_eval(encoded, params):
+    """The central crop (``eval_crop_fraction`` of the shorter edge), resized."""
+    crop = inputs.decode_and_central_crop(encoded, params.eval_crop_fraction)
+    image = tf.image.resize(crop, [params.image_size, params.image_size], antialias=True)
+    return normalise(image)
+
+
+def decode_batch(encoded, training, params, seed=None):
+    """A batch of encoded images to float32 ``[batch, size, size, 3]``."""
+    shape = (params.image_size, params.image_size, 3)
+    if training:
+        return inputs.map_images(
+            lambda image, image_seed: preprocess_train(image, image_seed, params),
+            encoded,
+            shape,
+            seed,
+        )
+    return inputs.map_images(lambda image: preprocess_eval(image, params), encoded, shape)
+
+
+def parse_and_decode(serialized, training, params, seed=None):
+    """A batch of serialized Examples to ``({"image", "filename"}, label)``."""
+    parsed = records.parse_batch(serialized, params.image_key, params.label_key)
+    images = decode_batch(parsed["image"], training, params, seed)
+    return {"image": images, "filename": parsed["filename"]}, parsed["label"]
+
+
+def input_fn(file_pattern, mode, params, input_context=None):
     """Batches of images and labels from interleaved TFRecord shards."""
     training = mode == ModeKeys.TRAIN
     dataset = inputs.read_records(
@@ -23,19 +69,22 @@ def input_fn(file_pattern, mode, params):
         shuffle_buffer=params.shuffle_buffer,
         seed=params.random_seed,
         skip_corrupt=params.skip_corrupt_records,
+        input_context=input_context,
     )
-    batch_size = params.train_batch_size if training else params.eval_batch_size
-    dataset = dataset.batch(batch_size, drop_remainder=training)
+    global_batch = params.train_batch_size if training else params.eval_batch_size
+    dataset = dataset.batch(
+        inputs.replica_batch_size(global_batch, input_context), drop_remainder=training
+    )
     if training:  # stateless augmentation, one seed per batch: the pipeline can be saved
         dataset = tf.data.Dataset.zip(dataset, inputs.random_seeds(params.random_seed))
         dataset = dataset.map(
-            lambda serialized, seed: inputs.parse_and_decode(serialized, True, params, seed),
+            lambda serialized, seed: parse_and_decode(serialized, True, params, seed),
             num_parallel_calls=inputs.AUTOTUNE,
             deterministic=False,
         )
     else:
         dataset = dataset.map(
-            lambda serialized: inputs.parse_and_decode(serialized, False, params),
+            lambda serialized: parse_and_decode(serialized, False, params),
             num_parallel_calls=inputs.AUTOTUNE,
         )
     return dataset.prefetch(inputs.AUTOTUNE)
@@ -43,10 +92,10 @@ def input_fn(file_pattern, mode, params):
 
 def serving_fn(encoded_images, params):
     """Features for a batch of encoded image bytes, as the exported model receives them."""
-    return {"image": inputs.decode_batch(encoded_images, False, params)}
+    return {"image": decode_batch(encoded_images, False, params)}
 
 
-def folder_input_fn(file_pattern, mode, params):
+def folder_input_fn(file_pattern, mode, params, input_context=None):
     """Images straight from ``<class>/<image>`` folders, e.g. ``dataset/train/*/*.jpg``.
 
     No conversion step, at the price of one file open per image. Labels are the class
@@ -61,16 +110,11 @@ def folder_input_fn(file_pattern, mode, params):
 
     def load(path, seed):
         class_name = tf.strings.split(path, "/")[-2]
-        image = inputs.decode_image(
-            tf.io.read_file(path),
-            training,
-            params.image_size,
-            params.train_crop_min_area,
-            params.eval_crop_fraction,
-            seed=seed if training else None,
-        )
-        if training and params.augment_flip:
-            image = inputs.random_flip(image, seed)
+        encoded = tf.io.read_file(path)
+        if training:
+            image = preprocess_train(encoded, seed, params)
+        else:
+            image = preprocess_eval(encoded, params)
         return {"image": image, "filename": path}, table.lookup(class_name)
 
     dataset = tf.data.Dataset.list_files(file_pattern, shuffle=training, seed=params.random_seed)
@@ -78,7 +122,8 @@ def folder_input_fn(file_pattern, mode, params):
         dataset = dataset.repeat()
     dataset = tf.data.Dataset.zip(dataset, inputs.random_seeds(params.random_seed))
     dataset = dataset.map(load, num_parallel_calls=inputs.AUTOTUNE, deterministic=not training)
-    batch_size = params.train_batch_size if training else params.eval_batch_size
+    global_batch = params.train_batch_size if training else params.eval_batch_size
+    batch_size = inputs.replica_batch_size(global_batch, input_context)
     return dataset.batch(batch_size, drop_remainder=training).prefetch(inputs.AUTOTUNE)
 
 
@@ -94,7 +139,7 @@ def stripes(image_size, seed):
         yield (0.5 + 0.5 * wave)[..., None] * colour, label
 
 
-def generator_input_fn(file_pattern, mode, params):
+def generator_input_fn(file_pattern, mode, params, input_context=None):
     """Data produced in Python through ``Dataset.from_generator`` (``file_pattern`` unused).
 
     Evaluation draws a fixed stream (its own seed) so every evaluation sees the same data.
@@ -111,6 +156,8 @@ def generator_input_fn(file_pattern, mode, params):
     )
     if not training:
         dataset = dataset.take(4 * params.eval_batch_size)
-    batch_size = params.train_batch_size if training else params.eval_batch_size
-    dataset = dataset.batch(batch_size, drop_remainder=training)
+    global_batch = params.train_batch_size if training else params.eval_batch_size
+    dataset = dataset.batch(
+        inputs.replica_batch_size(global_batch, input_context), drop_remainder=training
+    )
     return dataset.map(lambda image, label: ({"image": image}, label)).prefetch(inputs.AUTOTUNE)

@@ -1,26 +1,48 @@
-"""``optimizer_fn(params, total_steps) -> keras optimizer``, schedules included."""
+"""``optimizer_fn(params, plan) -> keras optimizer``, learning-rate schedules included.
+
+Every schedule is a function of the step alone (``plan.schedule_steps`` is kept across
+resumes), so a resumed run continues the same rates.
+"""
 
 import keras
+from keras import ops
 
 
-def learning_rate_fn(params, total_steps):
-    """A constant rate, or cosine decay, each with an optional linear warm-up."""
-    warmup_steps = 0
-    if params.warmup_epochs and params.train_steps == 0:
-        warmup_steps = int(params.warmup_epochs * total_steps / max(params.train_epochs, 1e-9))
+class LinearWarmUp(keras.optimizers.schedules.LearningRateSchedule):
+    """``schedule(step)`` scaled by a ramp from 1/warmup_steps up to 1 over ``warmup_steps``.
+
+    The schedule underneath keeps its own clock: warm-up only scales its first steps.
+    """
+
+    def __init__(self, schedule, warmup_steps: int):
+        self.schedule = schedule
+        self.warmup_steps = warmup_steps
+
+    def __call__(self, step):
+        rate = self.schedule(step) if callable(self.schedule) else self.schedule
+        ramp = ops.minimum(1.0, (ops.cast(step, "float32") + 1.0) / max(1, self.warmup_steps))
+        return ops.cast(rate, "float32") * ramp
+
+    def get_config(self):
+        return {"schedule": self.schedule, "warmup_steps": self.warmup_steps}
+
+
+def learning_rate_fn(params, plan):
+    """The rate of ``lr_schedule`` (constant or cosine decay), with a linear warm-up of
+    ``warmup_epochs`` when it is positive."""
     if params.lr_schedule == "cosine":
-        return keras.optimizers.schedules.CosineDecay(
-            0.0 if warmup_steps else params.learning_rate,
-            decay_steps=max(1, total_steps - warmup_steps),
-            warmup_target=params.learning_rate if warmup_steps else None,
-            warmup_steps=warmup_steps,
+        rate = keras.optimizers.schedules.CosineDecay(
+            params.learning_rate, decay_steps=max(1, plan.schedule_steps)
         )
-    return params.learning_rate
+    else:
+        rate = params.learning_rate
+    warmup_steps = plan.steps(params.warmup_epochs)
+    return LinearWarmUp(rate, warmup_steps) if warmup_steps else rate
 
 
-def optimizer_fn(params, total_steps):
+def optimizer_fn(params, plan):
     return keras.optimizers.Adam(
-        learning_rate=learning_rate_fn(params, total_steps),
+        learning_rate=learning_rate_fn(params, plan),
         beta_1=params.adam_beta1,
         beta_2=params.adam_beta2,
         epsilon=params.adam_epsilon,

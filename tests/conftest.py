@@ -14,6 +14,21 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def project_params(**overrides):
+    """Every key's default (run options and this project's hyperparameters), overridden."""
+    from library.config import default_params
+    from project.hyperparameters import HYPERPARAMETERS
+
+    return default_params(HYPERPARAMETERS, **overrides)
+
+
+def plan_for(train_steps, steps_per_epoch=10):
+    """A plan of ``train_steps`` steps for tests that build an optimizer by hand."""
+    from library.schedule import Plan
+
+    return Plan(steps_per_epoch, train_steps, train_steps, train_steps, train_steps)
+
+
 def run_script(script, *argv, cwd=ROOT, timeout=300):
     """Runs one of the project's entry scripts as a user would, capturing its output."""
     return subprocess.run(

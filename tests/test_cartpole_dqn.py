@@ -28,12 +28,20 @@ def test_loss_is_the_huber_loss_of_the_chosen_action():
     np.testing.assert_allclose(losses.numpy(), [0.5 * 0.5**2, 2.0 - 0.5], rtol=1e-6)
 
 
-def test_a_few_training_iterations_run_and_learn_something():
+def test_a_short_training_learns_to_balance_longer_than_chance():
     hp = dqn.Hyperparameters(
-        warmup_steps=64, batch_size=32, buffer_size=1000, target_update_steps=50
+        warmup_steps=200,
+        batch_size=32,
+        buffer_size=5000,
+        target_update_steps=100,
+        epsilon_decay_steps=2000,
     )
-    result = dqn.train(hp, max_steps=300)
-    assert result["steps"] == 300 and result["episodes"] > 0
-    assert len(result["losses"]) == 300 - 64 + 1 and np.all(np.isfinite(result["losses"]))
-    lengths = dqn.greedy_lengths(result["online"], episodes=2, seed=0)
-    assert len(lengths) == 2 and all(1 <= n <= 500 for n in lengths)
+    result = dqn.train(hp, max_steps=3000)
+    assert result["steps"] == 3000 and result["episodes"] > 0
+    assert len(result["losses"]) == 3000 - 200 + 1 and np.all(np.isfinite(result["losses"]))
+    untrained = dqn.q_network(hp, observation_size=4, actions=2)
+    before = np.mean(dqn.greedy_lengths(untrained, episodes=10, seed=5))
+    after = np.mean(dqn.greedy_lengths(result["online"], episodes=10, seed=5))
+    # A random policy balances about 22 steps, a constant one about 10; 3000 steps of DQN
+    # reach 100-160 here (the full run that averages 195 is timed in BENCHMARKS.md).
+    assert after >= 60 and after >= 3 * before, (before, after)

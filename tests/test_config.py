@@ -9,6 +9,7 @@ import yaml
 from conftest import ROOT, run_script
 
 from library import config
+from project.hyperparameters import HYPERPARAMETERS
 
 PROJECT_YAML = """\
 default: &DEFAULT
@@ -39,7 +40,7 @@ def write_config(tmp_path, project=PROJECT_YAML, hyper=HYPER_YAML):
 
 def resolve(tmp_path, *argv, **files):
     path = write_config(tmp_path, **files)
-    params, _ = config.resolve(["--project_file", path, *argv])
+    params, _ = config.resolve(["--project_file", path, *argv], HYPERPARAMETERS)
     return params
 
 
@@ -90,10 +91,10 @@ def test_command_line_can_choose_another_hyperparameter_set(tmp_path):
 def test_override_on_one_set_does_not_leak_into_another(tmp_path):
     path = write_config(tmp_path)
     first, _ = config.resolve(
-        ["--project_file", path, "--config_set", "small", "--train_epochs", "99"]
+        ["--project_file", path, "--config_set", "small", "--train_epochs", "99"], HYPERPARAMETERS
     )
-    second, _ = config.resolve(["--project_file", path, "--config_set", "default"])
-    third, _ = config.resolve(["--project_file", path, "--config_set", "small"])
+    second, _ = config.resolve(["--project_file", path, "--config_set", "default"], HYPERPARAMETERS)
+    third, _ = config.resolve(["--project_file", path, "--config_set", "small"], HYPERPARAMETERS)
     assert first.train_epochs == 99.0
     assert second.train_epochs == 10.0
     assert third.train_epochs == 10.0
@@ -238,7 +239,8 @@ def test_resolved_configuration_is_saved_into_model_dir_and_reloads(tmp_path):
     assert not [n for n in os.listdir(model_dir) if ".tmp" in n]
     # The saved copy is itself a configuration that reproduces the run.
     again, _ = config.resolve(
-        ["--project_file", os.path.join(model_dir, "project.yaml"), "--config_set", "small"]
+        ["--project_file", os.path.join(model_dir, "project.yaml"), "--config_set", "small"],
+        HYPERPARAMETERS,
     )
     assert dict(again) == dict(params)
     # Resuming with different values reports each difference.
@@ -250,7 +252,8 @@ def test_resolved_configuration_is_saved_into_model_dir_and_reloads(tmp_path):
 def test_shipped_sets_all_resolve():
     for name in config.load_sets(os.path.join(ROOT, "project.yaml")):
         params, _ = config.resolve(
-            ["--project_file", os.path.join(ROOT, "project.yaml"), "--config_set", name]
+            ["--project_file", os.path.join(ROOT, "project.yaml"), "--config_set", name],
+            HYPERPARAMETERS,
         )
         assert params.config_set == name
 
@@ -258,12 +261,151 @@ def test_shipped_sets_all_resolve():
 def test_readme_configuration_reference_matches_schema():
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as stream:
         readme = stream.read()
-    assert config.markdown_reference() in readme, (
-        "README's configuration reference is stale: regenerate it with `python -m library.config README.md`"
+    assert config.markdown_reference(HYPERPARAMETERS) in readme, (
+        "README's configuration reference is stale: regenerate it with `python -m library.config project.hyperparameters README.md`"
     )
 
 
 def test_schema_defaults_have_their_declared_types():
-    for field in config.FIELDS:
-        assert config.coerce(field.name, field.default, "schema") == field.default
+    for field in config.Schema(HYPERPARAMETERS).fields:
+        assert config.plain(config.coerce(field, field.default, "schema")) == field.default
         assert isinstance(field.default, field.type), field.name
+
+
+def copy_scaffold(destination):
+    """run.py, library/ and project/ as a user's clone has them (no data, no outputs)."""
+    import shutil
+
+    for name in ("run.py", "project.yaml", "hyperparameters.yaml"):
+        shutil.copy(os.path.join(ROOT, name), destination / name)
+    for folder in ("library", "project"):
+        shutil.copytree(
+            os.path.join(ROOT, folder),
+            destination / folder,
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
+    return destination
+
+
+def test_a_hyperparameter_declared_in_project_needs_no_library_edit(tmp_path):
+    clone = copy_scaffold(tmp_path)
+
+    def run_clone(*argv):
+        return subprocess.run(
+            [sys.executable, str(clone / "run.py"), *argv],
+            cwd=clone,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    schema = clone / "project" / "hyperparameters.py"
+    schema.write_text(
+        schema.read_text().replace(
+            "HYPERPARAMETERS = (\n",
+            "HYPERPARAMETERS = (\n"
+            '    Field("head_width", int, 64, "units of a new head layer", interval="[1, inf)"),\n'
+            '    Field("widths", list[int], [8, 16], "a list-valued key"),\n'
+            '    Field("lr_mult", dict[str, float], {}, "a mapping-valued key"),\n',
+        )
+    )
+    (clone / "hyperparameters.yaml").write_text(
+        (clone / "hyperparameters.yaml").read_text()
+        + "wide:\n  <<: *DEFAULT\n  head_width: 256\n  widths: [4, 8, 12]\n"
+    )
+    (clone / "project.yaml").write_text(
+        (clone / "project.yaml").read_text() + "wide:\n  <<: *DEFAULT\n  hyperparameter_set: wide\n"
+    )
+    result = run_clone(
+        "--config_set", "wide", "--print_config", "--lr_mult", "{'^encoder/': 0.1}"
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    printed = yaml.safe_load(result.stdout)["hyperparameters"]
+    assert printed["head_width"] == 256 and printed["widths"] == [4, 8, 12]
+    assert printed["lr_mult"] == {"^encoder/": 0.1}
+    overridden = run_clone("--print_config", "--head_width", "32", "--widths", "[1, 2]")
+    printed = yaml.safe_load(overridden.stdout)["hyperparameters"]
+    assert printed["head_width"] == 32 and printed["widths"] == [1, 2]
+    assert printed["lr_mult"] == {}  # the declared default
+    # Still strict: out of range, wrong item type, and a key nobody declared.
+    for argv, fragment in (
+        (["--head_width", "0"], "head_width must be in [1, inf), got 0"),
+        (["--widths", "[1, x]"], "widths must be list[int]"),
+        (["--lr_mult", "{'a': fast}"], "lr_mult must be dict[str, float]"),
+        (["--head_widht", "3"], "did you mean --head_width?"),
+    ):
+        refused = run_clone("--print_config", *argv)
+        assert refused.returncode == 2 and fragment in refused.stderr, (argv, refused.stderr)
+    (clone / "hyperparameters.yaml").write_text(
+        (clone / "hyperparameters.yaml").read_text() + "typo:\n  <<: *DEFAULT\n  tail_width: 3\n"
+    )
+    refused = run_clone("--print_config", "--hyperparameter_set", "typo")
+    assert refused.returncode == 2 and "unknown key 'tail_width'" in refused.stderr
+
+
+def test_lists_and_mappings_are_frozen_and_saved_as_plain_yaml(tmp_path):
+    fields = (
+        config.Field("boundaries", list[float], [2, 4], "epochs", interval="[0, inf)"),
+        config.Field("multipliers", dict[str, float], {"^a": 0.5}, "by regex"),
+    )
+    params = config.default_params(fields, model_dir=str(tmp_path))
+    assert params.boundaries == (2.0, 4.0) and isinstance(params.boundaries[0], float)
+    with pytest.raises(TypeError):
+        params.multipliers["^b"] = 1.0
+    with pytest.raises(
+        config.ConfigError, match=r"boundaries must be in \[0, inf\), got \[1.0, -2.0\]"
+    ):
+        params.replace(boundaries="[1, -2]")
+    changed = params.replace(multipliers="{'^b': 2}")
+    assert dict(changed.multipliers) == {"^b": 2.0}
+    config.save_config(changed, str(tmp_path))
+    saved = config.load_sets(str(tmp_path / "hyperparameters.yaml"))["default"]
+    assert saved["boundaries"] == [2.0, 4.0] and saved["multipliers"] == {"^b": 2.0}
+
+
+def test_renamed_key_says_its_new_name(tmp_path):
+    result = run_py("--model", "best", "--print_config")
+    assert result.returncode == 2 and "--model is now called --checkpoint" in result.stderr
+    path = write_config(tmp_path, PROJECT_YAML + "old:\n  <<: *DEFAULT\n  model: best\n")
+    result = run_py("--project_file", path, "--config_set", "old", "--print_config")
+    assert result.returncode == 2 and "'model' is now called 'checkpoint'" in result.stderr
+
+
+def test_project_names_match_the_functions_it_provides():
+    """The choices checked before TensorFlow loads are the project's real functions."""
+    import inspect
+
+    from project import encoders, heads, hyperparameters, model
+
+    def functions(module):
+        return {
+            name
+            for name, f in vars(module).items()
+            if inspect.isfunction(f) and f.__module__ == module.__name__
+        }
+
+    encoder_functions = {n for n in functions(encoders) if n in hyperparameters.ENCODERS}
+    assert encoder_functions == set(hyperparameters.ENCODERS)
+    assert set(hyperparameters.HEADS) <= functions(heads)
+    metrics = model.metrics_fn(config.default_params(HYPERPARAMETERS))
+    assert set(metrics) == set(hyperparameters.METRICS)
+
+
+def test_every_key_is_read_by_something():
+    """A key nothing reads is a promise nothing keeps: each is read as params.KEY or
+    params["KEY"] somewhere in library/ or project/ (values["KEY"] in the config itself)."""
+    import glob
+    import re
+
+    sources = ""
+    for path in glob.glob(os.path.join(ROOT, "library", "*.py")) + glob.glob(
+        os.path.join(ROOT, "project", "*.py")
+    ):
+        with open(path, encoding="utf-8") as stream:
+            sources += stream.read()
+    unread = [
+        field.name
+        for field in config.Schema(HYPERPARAMETERS).fields
+        if not re.search(rf"(params|values)(\.{field.name}\b|\[\"{field.name}\"\])", sources)
+    ]
+    assert unread == [], f"keys read by nothing: {unread}"

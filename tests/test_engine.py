@@ -11,11 +11,12 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import ROOT, jpeg_bytes, run_script, textured_image
+from conftest import ROOT, jpeg_bytes, plan_for, project_params, run_script, textured_image
 
-from library import checkpoints, engine, schedule, steps, summaries
-from library.config import default_params, load_sets
-from library.estimator import DivergedError, EvalSpec, TrainSpec, train_and_evaluate
+from library import checkpoints, commands, distribute, schedule, steps, summaries
+from library.config import load_sets
+from library.contract import Functions
+from library.estimator import DivergedError, Estimator, EvalSpec, TrainSpec, train_and_evaluate
 from library.modes import ModeKeys
 from project import inputs as project_inputs
 from project import losses, model, optimizers
@@ -45,11 +46,13 @@ def make_params(records_dir, tmp_path, **overrides):
         "log_steps": 2,
         "progress": "log",
     }
-    return default_params(**{**values, **overrides})
+    return project_params(**{**values, **overrides})
 
 
 def make_estimator(params):
-    return engine.build_estimator(params, PROJECT, schedule.make_plan(params, 48))
+    return commands.build_estimator(
+        params, Functions.from_mapping(PROJECT), schedule.make_plan(params, 48)
+    )
 
 
 def specs(params, max_steps):
@@ -111,7 +114,7 @@ def test_end_to_end_smoke_run_leaves_outputs_that_agree(stripes_records, tmp_pat
 
 
 def test_loss_halves_on_a_learnable_problem(tmp_path):
-    params = default_params(
+    params = project_params(
         model_dir=str(tmp_path / "m"),
         best_model_dir=str(tmp_path / "b"),
         image_size=16,
@@ -225,9 +228,9 @@ def test_restarted_run_keeps_a_better_earlier_best(stripes_records, tmp_path):
 
 
 def test_nonfinite_batch_leaves_weights_and_optimizer_untouched(tmp_path):
-    params = default_params(image_size=8, num_classes=2, dropout_rate=0.0)
+    params = project_params(image_size=8, num_classes=2, dropout_rate=0.0)
     net = model.model_fn(params)
-    optimizer = optimizers.optimizer_fn(params, 10)
+    optimizer = optimizers.optimizer_fn(params, plan_for(10))
     optimizer.build(net.trainable_variables)
     state = steps.StepState()
     train_step = tf.function(steps.build_train_step(net, losses.loss_fn, optimizer, params, state))
@@ -249,8 +252,8 @@ def test_nonfinite_batch_leaves_weights_and_optimizer_untouched(tmp_path):
 def test_nonfinite_steps_in_a_row_stop_with_exit_status_1(stripes_records, tmp_path, capsys):
     params = make_params(stripes_records, tmp_path, max_nonfinite_steps=3, save_checkpoints_steps=1)
 
-    def poisoned_after_two_batches(pattern, mode, params):
-        dataset = project_inputs.input_fn(pattern, mode, params).enumerate()
+    def poisoned_after_two_batches(pattern, mode, params, input_context=None):
+        dataset = project_inputs.input_fn(pattern, mode, params, input_context).enumerate()
         return dataset.map(
             lambda i, element: (
                 {"image": element[0]["image"] * tf.where(i >= 2, np.nan, 1.0)},
@@ -259,11 +262,11 @@ def test_nonfinite_steps_in_a_row_stop_with_exit_status_1(stripes_records, tmp_p
         )
 
     project = dict(PROJECT, input_fn=poisoned_after_two_batches)
-    assert engine.run_mode("train", params, project) == 1
+    assert commands.run_mode("train", params, project) == 1
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1
-    # Batch 0 feeds TensorBoard's input picture; batch 1 trains step 1; batches 2-4 are NaN.
-    assert "NaN/Inf for 3 steps in a row at step 4" in lines[0]
+    # Batches 0 and 1 train steps 1 and 2 (the input picture spends no batch); 2-4 are NaN.
+    assert "NaN/Inf for 3 steps in a row at step 5" in lines[0]
     assert "last good checkpoint" in lines[0] and "ckpt-" in lines[0]
     assert "learning_rate" in lines[0]
     with pytest.raises(DivergedError):
@@ -297,35 +300,55 @@ def test_evaluate_predict_and_export_modes(stripes_records, tmp_path, capsys):
     train, evaluation = specs(params, 2)
     train_and_evaluate(make_estimator(params), train, evaluation)
     capsys.readouterr()
-    assert engine.run_mode("evaluate", params.replace(model="best"), PROJECT) == 0
+    assert commands.run_mode("evaluate", params.replace(checkpoint="best"), PROJECT) == 0
     assert "accuracy" in capsys.readouterr().out
     images = tmp_path / "predict"
     images.mkdir()
     for i in range(3):
         (images / f"{i}.jpg").write_bytes(jpeg_bytes(textured_image(30, 30, seed=i)))
     assert (
-        engine.run_mode("predict", params.replace(predict_files=str(images / "*.jpg")), PROJECT)
+        commands.run_mode("predict", params.replace(predict_files=str(images / "*.jpg")), PROJECT)
         == 0
     )
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 3 and all(" (0." in line or " (1.000)" in line for line in lines)
+    printed = {}
+    for line in capsys.readouterr().out.strip().splitlines():
+        path, rest = line.rsplit(": ", 1)
+        name, probability = rest.rstrip(")").split(" (")
+        printed[os.path.basename(path)] = (name, float(probability))
+    assert sorted(printed) == ["0.jpg", "1.jpg", "2.jpg"]
+    # What the latest weights say about the same images, computed here by hand.
+    net, _ = make_estimator(params).restore_model("latest")
+    encoded = tf.constant([(images / name).read_bytes() for name in sorted(printed)])
+    logits = net({"image": project_inputs.decode_batch(encoded, False, params)}, training=False)
+    probabilities = tf.nn.softmax(logits).numpy()
+    names = ["horizontal", "vertical"]
+    for name, row in zip(sorted(printed), probabilities, strict=True):
+        assert printed[name] == (names[row.argmax()], pytest.approx(row.max(), abs=5e-4))
     assert (
-        engine.run_mode("export", params.replace(export_dir=str(tmp_path / "export")), PROJECT) == 0
+        commands.run_mode("export", params.replace(export_dir=str(tmp_path / "export")), PROJECT)
+        == 0
     )
     exported = glob.glob(str(tmp_path / "export" / "*"))
     assert len(exported) == 1 and os.path.exists(os.path.join(exported[0], "saved_model.pb"))
-    with pytest.raises(engine.UsageError, match="no checkpoint to load"):
-        engine.run_mode("evaluate", params.replace(model_dir=str(tmp_path / "empty")), PROJECT)
+    serve = tf.saved_model.load(exported[0]).signatures["serving_default"]
+    served = serve(image_bytes=encoded)
+    np.testing.assert_allclose(served["probabilities"].numpy(), probabilities, rtol=1e-4, atol=1e-6)
+    assert [n.decode() for n in served["class_name"].numpy()] == [
+        printed[n][0] for n in sorted(printed)
+    ]
+    with pytest.raises(commands.UsageError, match="no checkpoint to load"):
+        commands.run_mode("evaluate", params.replace(model_dir=str(tmp_path / "empty")), PROJECT)
 
 
 def test_xla_compiled_loop_trains_and_still_skips_nonfinite_steps():
-    params = default_params(image_size=8, num_classes=2, dropout_rate=0.0)
+    params = project_params(image_size=8, num_classes=2, dropout_rate=0.0)
     net = model.model_fn(params)
-    optimizer = optimizers.optimizer_fn(params, 10)
+    optimizer = optimizers.optimizer_fn(params, plan_for(10))
     optimizer.build(net.trainable_variables)
     state = steps.StepState()
     train_step = steps.build_train_step(net, losses.loss_fn, optimizer, params, state)
-    train_loop = steps.build_train_loop(train_step, xla=True, state=state)
+    strategy = tf.distribute.get_strategy()
+    train_loop = steps.build_train_loop(strategy, train_step, state, xla=True)
     images = tf.random.uniform([3, 4, 8, 8, 3])
     images = tf.tensor_scatter_nd_update(images, [[1, 0, 0, 0, 0]], [np.nan])  # batch 1 is poisoned
     dataset = tf.data.Dataset.from_tensor_slices(
@@ -334,7 +357,8 @@ def test_xla_compiled_loop_trains_and_still_skips_nonfinite_steps():
             tf.constant([[0, 1, 0, 1]] * 3),
         )
     )
-    iterator = iter(dataset)
+    # The file names (strings: XLA takes none) are dropped on the way to the devices.
+    iterator = iter(distribute.distribute_dataset(strategy, lambda: dataset))
     assert int(train_loop(iterator, tf.constant(1, tf.int64))) == 0
     before = [v.numpy().copy() for v in net.variables]
     assert int(train_loop(iterator, tf.constant(1, tf.int64))) == 1
@@ -345,19 +369,19 @@ def test_xla_compiled_loop_trains_and_still_skips_nonfinite_steps():
 
 
 def test_a_nonfinite_evaluation_never_becomes_the_best(tmp_path):
-    exporter = checkpoints.BestExporter(
-        str(tmp_path / "best"), tf.train.Checkpoint(v=tf.Variable(1.0)), "loss", "min"
-    )
-    assert not exporter.maybe_export({"loss": float("nan")}, 1, 0.1, None)
-    assert not exporter.maybe_export({"loss": float("inf")}, 2, 0.2, None)
+    exporter = checkpoints.BestExporter(str(tmp_path / "best"), "loss", "min")
+    weights = tf.Module()
+    weights.v = tf.Variable(1.0)
+    assert not exporter.maybe_export({"loss": float("nan")}, 1, 0.1, weights)
+    assert not exporter.maybe_export({"loss": float("inf")}, 2, 0.2, weights)
     assert not os.path.exists(tmp_path / "best" / "best.json")
-    assert exporter.maybe_export({"loss": 0.5}, 3, 0.3, None)
-    assert not exporter.maybe_export({"loss": float("nan")}, 4, 0.4, None)
+    assert exporter.maybe_export({"loss": 0.5}, 3, 0.3, weights)
+    assert not exporter.maybe_export({"loss": float("nan")}, 4, 0.4, weights)
     assert read_json(tmp_path / "best" / "best.json")["step"] == 3
     with pytest.raises(
         checkpoints.CheckpointError, match="best_metric 'loss' is not an evaluation"
     ):
-        exporter.maybe_export({"accuracy": 0.9}, 5, 0.5, None)
+        exporter.maybe_export({"accuracy": 0.9}, 5, 0.5, weights)
 
 
 def test_a_killed_run_resumes_from_its_last_checkpoint(stripes_records, tmp_path):
@@ -407,7 +431,7 @@ def _weights_after(params, stops):
 @pytest.mark.parametrize("checkpoint_input", [True, False])
 def test_resume_mid_epoch_continues_the_same_data_order(tmp_path, checkpoint_input):
     def params_in(folder):
-        return default_params(
+        return project_params(
             model_dir=str(tmp_path / folder),
             best_model_dir=str(tmp_path / f"{folder}-best"),
             image_size=16,
@@ -429,7 +453,7 @@ def test_resume_mid_epoch_continues_the_same_data_order(tmp_path, checkpoint_inp
 
 
 def test_an_input_pipeline_that_cannot_be_saved_is_one_clear_error(tmp_path):
-    params = default_params(
+    params = project_params(
         model_dir=str(tmp_path / "m"),
         best_model_dir=str(tmp_path / "b"),
         image_size=8,
@@ -444,3 +468,35 @@ def test_an_input_pipeline_that_cannot_be_saved_is_one_clear_error(tmp_path):
 
     with pytest.raises(checkpoints.CheckpointError, match="checkpoint_input_pipeline: this input"):
         make_estimator(params).train(generator_input, 2)
+
+
+def test_resume_with_another_train_steps_keeps_the_learning_rate_continuous(
+    stripes_records, tmp_path, capsys
+):
+    def learning_rates(folder, stops):
+        params = make_params(
+            stripes_records, tmp_path / folder, lr_schedule="cosine", steps_between_evals=1,
+            learning_rate=0.01,
+        )  # fmt: skip
+        for train_steps, stop_at in stops:  # a new plan, as a restart with --train_steps makes
+            plan = schedule.make_plan(params.replace(train_steps=train_steps), 48)
+            estimator = commands.build_estimator(params, Functions.from_mapping(PROJECT), plan)
+            train, evaluation = specs(params, stop_at)
+            train_and_evaluate(estimator, train, evaluation)
+        return [r["learning_rate"] for r in summaries.read_metrics(params.model_dir)]
+
+    straight = learning_rates("straight", [(8, 8)])
+    capsys.readouterr()
+    resumed = learning_rates("resumed", [(8, 4), (20, 8)])  # stopped at 4, then 20 steps asked
+    assert "keeps the length it started with (8 steps)" in capsys.readouterr().out
+    assert len(straight) == len(resumed) == 8
+    np.testing.assert_allclose(resumed, straight, rtol=1e-6)
+    assert straight[0] > straight[-1] > 0  # a decaying schedule: the check means something
+
+
+def test_training_needs_a_plan_and_never_guesses_one(tmp_path):
+    params = project_params(model_dir=str(tmp_path / "m"), image_size=8, num_classes=2)
+    estimator = Estimator(model.model_fn, losses.loss_fn, optimizers.optimizer_fn, params)
+    with pytest.raises(ValueError, match="training needs a plan"):
+        estimator.train(lambda: project_inputs.generator_input_fn("", ModeKeys.TRAIN, params), 2)
+    assert not os.path.exists(tmp_path / "m")  # refused before anything was written

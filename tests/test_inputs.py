@@ -6,10 +6,9 @@ import shutil
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import jpeg_bytes, make_class_tree, textured_image
+from conftest import jpeg_bytes, make_class_tree, project_params, textured_image
 
 from library import inputs, records
-from library.config import default_params
 from library.modes import ModeKeys
 from project import inputs as project_inputs
 
@@ -22,7 +21,7 @@ def params_for(records_dir, **overrides):
         "train_batch_size": 8,
         "eval_batch_size": 5,
     }
-    return default_params(**{**values, **overrides})
+    return project_params(**{**values, **overrides})
 
 
 def test_parse_batch_agrees_eagerly_and_inside_tf_data():
@@ -54,20 +53,35 @@ def test_records_without_filename_from_other_tools_parse():
     assert parsed["label"].numpy().tolist() == [3] and parsed["filename"].numpy().tolist() == [b""]
 
 
-def test_decode_image_eval_is_a_central_crop_and_handles_png():
+def test_central_crop_decodes_only_the_window_and_handles_png():
     image = textured_image(60, 40, seed=3)
-    jpeg = jpeg_bytes(image)
-    decoded = inputs.decode_image(tf.constant(jpeg), False, 16, eval_crop_fraction=1.0)
+    jpeg = tf.constant(jpeg_bytes(image))
+    crop = inputs.decode_and_central_crop(jpeg, fraction=1.0)
+    assert crop.shape == (40, 40, 3) and crop.dtype == tf.uint8  # the middle 40 of 60 columns
+    png = tf.io.encode_png(np.asarray(image))
+    from_png = inputs.decode_and_central_crop(png, fraction=1.0)
+    np.testing.assert_allclose(
+        from_png.numpy().astype(float), np.asarray(image)[:, 10:50].astype(float), atol=0.5
+    )
+    np.testing.assert_allclose(crop.numpy() / 255, from_png.numpy() / 255, atol=0.08)  # JPEG loss
+    half = inputs.decode_and_central_crop(jpeg, fraction=0.5)
+    assert half.shape == (20, 20, 3)
+
+
+def test_project_preprocessing_sizes_normalises_and_is_stateless():
+    params = project_params(image_size=16, eval_crop_fraction=1.0, train_crop_min_area=0.3)
+    jpeg = tf.constant(jpeg_bytes(textured_image(60, 40, seed=3)))
+    decoded = project_inputs.preprocess_eval(jpeg, params)
     assert decoded.shape == (16, 16, 3) and decoded.dtype == tf.float32
     assert float(tf.reduce_min(decoded)) >= 0.0 and float(tf.reduce_max(decoded)) <= 1.0
-    png = tf.io.encode_png(np.asarray(image))
-    from_png = inputs.decode_image(png, False, 16, eval_crop_fraction=1.0)
-    np.testing.assert_allclose(from_png.numpy(), decoded.numpy(), atol=0.08)  # JPEG loss only
+    assert float(tf.reduce_max(decoded)) > 0.5  # pixel values divided by 255, not twice
     seed = tf.constant([1, 2], tf.int64)
-    trained = inputs.decode_image(tf.constant(jpeg), True, 16, crop_min_area=0.3, seed=seed)
+    trained = project_inputs.preprocess_train(jpeg, seed, params)
     assert trained.shape == (16, 16, 3)
-    again = inputs.decode_image(tf.constant(jpeg), True, 16, crop_min_area=0.3, seed=seed)
+    again = project_inputs.preprocess_train(jpeg, seed, params)
     np.testing.assert_array_equal(trained.numpy(), again.numpy())  # stateless: same seed, same crop
+    other = project_inputs.preprocess_train(jpeg, tf.constant([3, 4], tf.int64), params)
+    assert not np.array_equal(trained.numpy(), other.numpy())
 
 
 def test_training_input_fn_yields_right_shapes_dtypes_and_labels(stripes_records):
@@ -163,7 +177,7 @@ def test_folder_input_fn_reads_images_without_conversion(tmp_path, stripes_recor
 
 
 def test_generator_input_fn_yields_python_made_batches():
-    params = default_params(image_size=12, train_batch_size=4, eval_batch_size=4)
+    params = project_params(image_size=12, train_batch_size=4, eval_batch_size=4)
     features, labels = next(iter(project_inputs.generator_input_fn("", ModeKeys.TRAIN, params)))
     assert features["image"].shape == (4, 12, 12, 3) and labels.dtype == tf.int32
     evaluation = project_inputs.generator_input_fn("", ModeKeys.EVAL, params)

@@ -5,10 +5,10 @@ import itertools
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import plan_for, project_params
 
 from examples.per_example_gradients import per_example_gradients
 from library import steps
-from library.config import default_params
 from project import custom_ops, losses, model, optimizers
 
 ENCODERS = {
@@ -21,17 +21,17 @@ HEADS = ("classifier", "gated_classifier")
 
 @pytest.mark.parametrize("encoder, head", list(itertools.product(ENCODERS, HEADS)))
 def test_every_encoder_and_head_pair_trains_a_step(encoder, head):
-    params = default_params(
+    params = project_params(
         encoder=encoder.split("-")[0], head=head, image_size=16, num_classes=3, **ENCODERS[encoder]
     )
     net = model.model_fn(params)
-    optimizer = optimizers.optimizer_fn(params, 10)
+    optimizer = optimizers.optimizer_fn(params, plan_for(10))
     optimizer.build(net.trainable_variables)
     state = steps.StepState()
     train_step = tf.function(steps.build_train_step(net, losses.loss_fn, optimizer, params, state))
     before = [v.numpy().copy() for v in net.trainable_variables]
     train_step({"image": tf.random.uniform([4, 16, 16, 3])}, tf.constant([0, 1, 2, 0]))
-    assert int(optimizer.iterations) == 1 and np.isfinite(float(state.train_loss.result()))
+    assert int(optimizer.iterations) == 1 and np.isfinite(float(state.log_loss.result()))
     changed = [
         not np.array_equal(a, b.numpy())
         for a, b in zip(before, net.trainable_variables, strict=True)
@@ -43,11 +43,12 @@ def test_every_encoder_and_head_pair_trains_a_step(encoder, head):
 def test_resnet_depth_must_be_6n_plus_2():
     with pytest.raises(ValueError, match="6n\\+2"):
         model.model_fn(
-            default_params(encoder="resnet", resnet_depth=10, num_classes=2, image_size=8)
+            project_params(encoder="resnet", resnet_depth=10, num_classes=2, image_size=8)
         )
 
 
-def test_custom_gradient_matches_automatic_differentiation():
+def test_custom_gradient_is_the_hand_written_one():
+    # Where automatic differentiation works, the hand-written gradient agrees with it...
     x = tf.constant(np.linspace(-8, 8, 41), tf.float32)
     upstream = tf.constant(np.random.default_rng(0).normal(size=41), tf.float32)
     with tf.GradientTape(persistent=True) as tape:
@@ -61,28 +62,30 @@ def test_custom_gradient_matches_automatic_differentiation():
         rtol=1e-5,
         atol=1e-7,
     )
-
-
-def test_custom_gradient_is_the_one_used():
-    calls = []
-
-    @tf.custom_gradient
-    def spy(x):
-        def grad(upstream):
-            calls.append(True)
-            return upstream * 2.0
-
-        return tf.identity(x), grad
-
-    x = tf.constant(3.0)
+    # ...and where autodiff of the same formula fails, it does not: at x = -100, exp(100)
+    # overflows float32 and d/dx 1 / (1 + exp(-x)) is inf * 0 = NaN; y * (1 - y) is 0.
+    far = tf.constant([-100.0])
     with tf.GradientTape() as tape:
-        tape.watch(x)
-        y = spy(x)
-    assert float(tape.gradient(y, x)) == 2.0 and calls  # our gradient, not identity's 1.0
+        tape.watch(far)
+        y = custom_ops.custom_sigmoid(far)
+    np.testing.assert_array_equal(tape.gradient(y, far).numpy(), [0.0])
+
+
+def test_the_gated_head_trains_through_the_hand_written_gradient():
+    """A gate saturated far off (pre-activation -100) still gives finite gradients."""
+    gate = custom_ops.SigmoidGate()
+    features = tf.ones([2, 3])
+    gate.build(features.shape)
+    gate.dense.kernel.assign(tf.fill([3, 3], -100.0 / 3))
+    gate.dense.bias.assign(tf.zeros([3]))
+    with tf.GradientTape() as tape:
+        out = tf.reduce_sum(gate(features))
+    grads = tape.gradient(out, gate.trainable_variables)
+    assert all(np.all(np.isfinite(g.numpy())) for g in grads)
 
 
 def test_per_example_gradients_match_a_batch_size_one_loop():
-    params = default_params(image_size=8, num_classes=3, dropout_rate=0.0)
+    params = project_params(image_size=8, num_classes=3, dropout_rate=0.0)
     net = model.model_fn(params)
     images = tf.random.uniform([5, 8, 8, 3], seed=1)
     labels = tf.constant([0, 1, 2, 1, 0])
@@ -105,3 +108,28 @@ def test_per_example_gradients_match_a_batch_size_one_loop():
         np.testing.assert_allclose(
             tf.reduce_sum(per_example, 0).numpy(), summed.numpy(), rtol=1e-4, atol=1e-5
         )
+
+
+def rates(schedule, steps):
+    return [float(schedule(step) if callable(schedule) else schedule) for step in steps]
+
+
+@pytest.mark.parametrize("lr_schedule", ["constant", "cosine"])
+def test_warmup_ramps_up_with_every_schedule_and_with_train_steps(lr_schedule):
+    from library import schedule
+
+    params = project_params(
+        learning_rate=0.1, lr_schedule=lr_schedule, warmup_epochs=1.0, train_steps=100
+    )
+    plan = schedule.make_plan(params, train_records=10 * params.train_batch_size)
+    assert plan.steps_per_epoch == 10 and plan.train_steps == 100  # train_steps wins...
+    warm = rates(optimizers.learning_rate_fn(params, plan), range(12))
+    cold = rates(optimizers.learning_rate_fn(params.replace(warmup_epochs=0.0), plan), range(12))
+    # ...and warm-up still lasts one epoch (10 steps): a ramp of (step + 1) / 10.
+    np.testing.assert_allclose(
+        warm[:10], [c * (s + 1) / 10 for s, c in enumerate(cold[:10])], rtol=1e-5
+    )
+    np.testing.assert_allclose(warm[9:], cold[9:], rtol=1e-6)
+    assert warm[0] == pytest.approx(0.01, rel=1e-5)
+    if lr_schedule == "cosine":
+        assert rates(optimizers.learning_rate_fn(params, plan), [100])[0] < 1e-6  # decays to 0

@@ -1,4 +1,4 @@
-"""The modes of run.py on top of the Estimator: files in, one-line errors out."""
+"""What each ``--mode`` of run.py does, on top of the Estimator: files in, one-line errors out."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from collections.abc import Callable, Mapping
 
 import tensorflow as tf
 
-from library import inputs, schedule
+from library import actions, inputs, schedule
 from library.checkpoints import CheckpointError
 from library.config import Params
+from library.contract import Functions
 from library.estimator import DivergedError, Estimator, EvalSpec, TrainSpec, train_and_evaluate
 from library.modes import ModeKeys
 
@@ -23,9 +24,16 @@ class UsageError(Exception):
 
 
 def run_mode(mode: str, params: Params, project: Mapping[str, Callable]) -> int:
-    """Runs one mode; returns the exit status (0 done, 1 diverged, 2 bad input)."""
+    """Runs one mode; returns the exit status (0 done, 1 diverged, 2 bad input).
+
+    Args:
+        mode: one of ``library.config.MODES``.
+        params: the resolved configuration.
+        project: the project's functions by contract name (``library/contract.py``).
+    """
+    functions = Functions.from_mapping(project)
     try:
-        return _MODES[mode](params, project)
+        return _MODES[mode](params, functions)
     except (inputs.InputError, CheckpointError) as error:
         raise UsageError(str(error)) from None
     except DivergedError as error:
@@ -33,7 +41,7 @@ def run_mode(mode: str, params: Params, project: Mapping[str, Callable]) -> int:
         return 1
 
 
-def build_estimator(params: Params, project: Mapping[str, Callable], plan=None) -> Estimator:
+def build_estimator(params: Params, functions: Functions, plan=None) -> Estimator:
     """The Estimator for ``params``; ``num_classes: 0`` is filled in from the labels file."""
     try:
         class_names = inputs.class_names(params)  # read once: class count and exported names
@@ -44,38 +52,36 @@ def build_estimator(params: Params, project: Mapping[str, Callable], plan=None) 
     if not params.num_classes:
         params = params.replace(num_classes=len(class_names))
     return Estimator(
-        project["model_fn"],
-        project["loss_fn"],
-        project["optimizer_fn"],
+        functions.model_fn,
+        functions.loss_fn,
+        functions.optimizer_fn,
         params,
-        metrics_fn=project.get("metrics_fn"),
-        predictions_fn=project.get("predictions_fn"),
-        serving_fn=project.get("serving_fn"),
+        metrics_fn=functions.metrics_fn,
+        predictions_fn=functions.predictions_fn,
+        serving_fn=functions.serving_fn,
         plan=plan,
         class_names=class_names,
     )
 
 
-def _input(project, pattern, mode, params):
-    return lambda: project["input_fn"](pattern, mode, params)
+def input_for(functions: Functions, pattern: str, mode: str, params: Params) -> Callable:
+    """The project's ``input_fn`` for one file pattern and mode, as the Estimator takes it."""
+    return lambda input_context=None: functions.input_fn(pattern, mode, params, input_context)
 
 
-def _train(params: Params, project, evaluate: bool) -> int:
+def _train(params: Params, functions: Functions, evaluate: bool) -> int:
     plan = schedule.make_plan(params, inputs.count_records(params.train_files))
-    print(
-        f"{plan.steps_per_epoch} steps per epoch; training to step {plan.train_steps}, "
-        f"evaluating every {plan.eval_every_steps} steps"
-    )
+    print(actions.describe(plan))
     if params.skip_corrupt_records:
         for line in inputs.report_lost_records(params.train_files):
             print(f"warning: {line}")
-    estimator = build_estimator(params, project, plan)
+    estimator = build_estimator(params, functions, plan)
     params = estimator.params  # num_classes filled in: the input_fn may need it too
     train_spec = TrainSpec(
-        _input(project, params.train_files, ModeKeys.TRAIN, params), plan.train_steps
+        input_for(functions, params.train_files, ModeKeys.TRAIN, params), plan.train_steps
     )
     eval_spec = EvalSpec(
-        _input(project, params.eval_files, ModeKeys.EVAL, params), params.eval_steps or None
+        input_for(functions, params.eval_files, ModeKeys.EVAL, params), params.eval_steps or None
     )
     try:
         if evaluate:
@@ -109,14 +115,14 @@ def _print_outputs(params: Params) -> None:
     print(f"best model: {params.best_model_dir}")
 
 
-def _evaluate(params: Params, project) -> int:
-    estimator = build_estimator(params, project)
+def _evaluate(params: Params, functions: Functions) -> int:
+    estimator = build_estimator(params, functions)
     params = estimator.params
     try:
         results = estimator.evaluate(
-            _input(project, params.eval_files, ModeKeys.EVAL, params),
+            input_for(functions, params.eval_files, ModeKeys.EVAL, params),
             params.eval_steps or None,
-            params.model,
+            params.checkpoint,
         )
     except DATA_ERRORS as error:
         raise _explain(error, params, [params.eval_files]) from None
@@ -141,15 +147,15 @@ def predict_files_input_fn(pattern: str, params: Params, serving_fn: Callable) -
     return input_fn
 
 
-def _predict(params: Params, project) -> int:
+def _predict(params: Params, functions: Functions) -> int:
     if not params.predict_files:
         raise UsageError("--mode predict needs --predict_files (image files or a glob)")
-    estimator = build_estimator(params, project)
+    estimator = build_estimator(params, functions)
     params = estimator.params
     names = estimator.class_names
-    input_fn = predict_files_input_fn(params.predict_files, params, project["serving_fn"])
+    input_fn = predict_files_input_fn(params.predict_files, params, functions.serving_fn)
     try:
-        for prediction in estimator.predict(input_fn, params.model):
+        for prediction in estimator.predict(input_fn, params.checkpoint):
             label = int(prediction["class"])
             name = names[label] if names and label < len(names) else str(label)
             print(
@@ -162,18 +168,18 @@ def _predict(params: Params, project) -> int:
     return 0
 
 
-def _export(params: Params, project) -> int:
-    estimator = build_estimator(params, project)
+def _export(params: Params, functions: Functions) -> int:
+    estimator = build_estimator(params, functions)
     params = estimator.params
     export_dir = params.export_dir or os.path.join(params.model_dir, "export")
-    path = estimator.export_saved_model(export_dir, params.model)
+    path = estimator.export_saved_model(export_dir, params.checkpoint)
     print(f"exported SavedModel: {path}  (saved_model_cli show --all --dir {path})")
     return 0
 
 
 _MODES = {
-    "train_and_evaluate": lambda params, project: _train(params, project, evaluate=True),
-    "train": lambda params, project: _train(params, project, evaluate=False),
+    "train_and_evaluate": lambda params, functions: _train(params, functions, evaluate=True),
+    "train": lambda params, functions: _train(params, functions, evaluate=False),
     "evaluate": _evaluate,
     "predict": _predict,
     "export": _export,

@@ -1,0 +1,296 @@
+"""Actions: the small jobs the loop runs between chunks of steps, each at its own interval.
+
+Train actions (``LogProgress``, ``SaveCheckpoint``, ``Evaluate``) are called by the loop when
+``schedule.is_time`` says so. An evaluation is then handed to the evaluation recorders
+(``WriteEvalSummaries``, ``AppendMetrics``, ``DrawPlots``, ``KeepBest``, ``SayEvaluation``),
+the same ones a separate evaluator process uses. To add your own, subclass ``Action`` (or
+write a recorder: a callable taking an ``Evaluation``) and pass it to the Estimator.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import keras
+import tensorflow as tf
+
+from library import checkpoints, plots, summaries
+from library.progress import Progress
+from library.schedule import Plan
+
+
+class Action:
+    """Runs at every multiple of each of its ``intervals`` (in steps) and at the final step."""
+
+    intervals: tuple[int, ...] = ()
+
+    def __call__(self, step: int) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        """Called once when training stops (normally or not): wait for background work."""
+
+
+@dataclass
+class Evaluation:
+    """One evaluation of the weights at ``step``, as the recorders receive it."""
+
+    step: int
+    epoch: float
+    results: dict[str, float]
+    train_loss: float | None  # mean training loss since the previous checkpoint
+    learning_rate: float | None  # the rate in force for the steps before this evaluation
+    model: keras.Model
+    checkpoint: str  # the checkpoint of these weights
+    is_best: bool = field(default=False)  # set by KeepBest
+
+
+def checkpoint_values(state) -> tuple[float | None, float]:
+    """``(train loss, learning rate)`` as a step state holds them: the mean training loss since
+    the previous checkpoint (None if no step counted) and the rate of the last step."""
+    count = float(tf.convert_to_tensor(state.checkpoint_loss.count))
+    loss = float(state.checkpoint_loss.result()) if count else None
+    return loss, float(state.learning_rate.numpy())
+
+
+# -- train actions ----------------------------------------------------------------------------
+
+
+class LogProgress(Action):
+    """Train loss, learning rate, gradient and parameter norms, throughput: log and TensorBoard."""
+
+    def __init__(self, intervals: tuple[int, ...], trainer, progress: Progress, writer):
+        self.intervals, self.trainer = intervals, trainer
+        self.progress, self.writer = progress, writer
+
+    def __call__(self, step: int) -> None:
+        state = self.trainer.state
+        values = {
+            "loss": float(state.log_loss.result()),
+            "learning_rate": float(state.learning_rate.numpy()),
+            "grad_norm": float(state.grad_norm.numpy()),
+            "param_norm": float(tf.linalg.global_norm(self.trainer.model.trainable_variables)),
+            "nonfinite_steps": int(state.nonfinite_total.numpy()),
+        }
+        state.log_loss.reset_state()
+        values.update(self.progress.log(step, values))
+        with self.writer.as_default(step=step):
+            for name, value in values.items():
+                tf.summary.scalar(name, value)
+
+
+class SaveCheckpoint(Action):
+    """Saves a checkpoint (model, optimizer, step state, maybe the input position)."""
+
+    def __init__(self, intervals: tuple[int, ...], trainer):
+        self.intervals, self.trainer = intervals, trainer
+        self.last: str | None = None  # the newest checkpoint of this run
+        self.recorded: tuple[float | None, float] = (None, 0.0)  # its train loss and rate
+
+    def __call__(self, step: int) -> None:
+        self.last = self.trainer.save()
+        self.recorded = checkpoint_values(self.trainer.state)
+        self.trainer.state.checkpoint_loss.reset_state()  # the next checkpoint's period
+
+
+class Evaluate(Action):
+    """Evaluates the live model on the checkpoint just saved and hands the result on."""
+
+    def __init__(
+        self,
+        every: int,
+        trainer,
+        saver: SaveCheckpoint,
+        evaluator,
+        input_fn: Callable,
+        max_batches: int | None,
+        recorders: Sequence[Callable[[Evaluation], None]],
+        progress: Progress,
+    ):
+        self.intervals, self.trainer, self.saver, self.evaluator = (
+            (every,),
+            trainer,
+            saver,
+            evaluator,
+        )
+        self.input_fn, self.max_batches = input_fn, max_batches
+        self.recorders, self.progress = recorders, progress
+
+    def __call__(self, step: int) -> None:
+        self.progress.pause()  # evaluation time is not training throughput
+        # SaveCheckpoint ran just before: an evaluation always follows a save at its step.
+        train_loss, learning_rate = self.saver.recorded
+        results = self.evaluator.evaluate(self.trainer.model, self.input_fn, self.max_batches)
+        evaluation = Evaluation(
+            step,
+            self.trainer.plan.epoch(step),
+            results,
+            train_loss,
+            learning_rate,
+            self.trainer.model,
+            self.saver.last or "",
+        )
+        for record in self.recorders:
+            record(evaluation)
+        self.progress.resume()
+
+    def finish(self) -> None:
+        for record in self.recorders:
+            getattr(record, "finish", lambda: None)()
+
+
+# -- evaluation recorders -------------------------------------------------------------------
+
+
+class Background:
+    """One worker thread for work the training step need not wait for.
+
+    With ``coalesce``, work submitted while the worker is busy replaces what was waiting
+    (only the newest matters, e.g. redrawing plots). ``wait`` returns when all is done and
+    raises what the work raised.
+    """
+
+    def __init__(self, name: str, coalesce: bool = False):
+        self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=name)
+        self.coalesce = coalesce
+        self.futures: list[concurrent.futures.Future] = []
+
+    def submit(self, fn: Callable, *args) -> None:
+        if self.coalesce:
+            waiting = [f for f in self.futures if not f.running() and not f.done()]
+            for future in waiting:
+                future.cancel()
+        self.futures = [f for f in self.futures if not f.done()]
+        self.futures.append(self.executor.submit(fn, *args))
+
+    def wait(self) -> None:
+        futures, self.futures = self.futures, []
+        for future in futures:
+            if not future.cancelled():
+                future.result()
+
+
+class WriteEvalSummaries:
+    """Evaluation scalars, weight histograms and first-layer filters in ``eval/``.
+
+    The weights are copied to the host at once and written in the background: histograms
+    cost tens of milliseconds that the training step need not wait for.
+    """
+
+    def __init__(self, writers: summaries.Summaries):
+        self.writers = writers
+        self.background = Background("summaries")
+
+    def __call__(self, evaluation: Evaluation) -> None:
+        self.writers.scalars(self.writers.eval, evaluation.results, evaluation.step)
+        weights = summaries.snapshot_weights(evaluation.model)
+        self.background.submit(summaries.write_weights, self.writers.eval, weights, evaluation.step)
+
+    def finish(self) -> None:
+        self.background.wait()
+        self.writers.flush()
+
+
+class AppendMetrics:
+    """One line per evaluation in ``metrics.jsonl`` (the record the plots are drawn from)."""
+
+    def __init__(self, model_dir: str):
+        self.model_dir = model_dir
+
+    def __call__(self, evaluation: Evaluation) -> None:
+        record = {
+            "step": evaluation.step,
+            "epoch": round(evaluation.epoch, 4),
+            "train_loss": evaluation.train_loss,
+        }
+        record.update({f"eval_{k}": v for k, v in evaluation.results.items()})
+        record["learning_rate"] = evaluation.learning_rate
+        summaries.append_metrics(self.model_dir, record)
+
+
+class DrawPlots:
+    """Redraws the PNG plots from ``metrics.jsonl`` in the background (matplotlib is slow);
+    a drawing asked for while one runs is made once that one ends."""
+
+    def __init__(self, model_dir: str):
+        self.model_dir = model_dir
+        self.background = Background("plots", coalesce=True)
+
+    def __call__(self, evaluation: Evaluation) -> None:
+        self.background.submit(self._draw)
+
+    def _draw(self) -> None:
+        records = summaries.read_metrics(self.model_dir)
+        plots.plot_metrics(records, os.path.join(self.model_dir, "plots"))
+
+    def finish(self) -> None:
+        self.background.wait()
+
+
+class KeepBest:
+    """Saves the evaluated weights as the best checkpoint when they beat the best so far.
+
+    The SavedModel of the best is written once the best settles (at the end of training),
+    from the best checkpoint: a SavedModel export costs seconds, a checkpoint a fraction.
+    """
+
+    def __init__(
+        self,
+        exporter: checkpoints.BestExporter,
+        export_fn: Callable[[str, str], None] | None = None,
+    ):
+        self.exporter, self.export_fn = exporter, export_fn
+
+    def __call__(self, evaluation: Evaluation) -> None:
+        evaluation.is_best = self.exporter.maybe_export(
+            evaluation.results,
+            evaluation.step,
+            evaluation.epoch,
+            evaluation.model,
+            evaluation.checkpoint,
+        )
+
+    def finish(self) -> None:
+        if self.export_fn is not None:
+            self.exporter.export_saved_model(self.export_fn)
+
+
+class SayEvaluation:
+    """The evaluation's one line (after KeepBest, which marks a new best)."""
+
+    def __init__(self, say: Callable[[str], None]):
+        self.say = say
+
+    def __call__(self, evaluation: Evaluation) -> None:
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in evaluation.results.items())
+        self.say(
+            f"eval at step {evaluation.step} (epoch {evaluation.epoch:.2f}): {shown}"
+            + ("  [new best]" if evaluation.is_best else "")
+        )
+
+
+def evaluation_recorders(
+    model_dir: str,
+    writers: summaries.Summaries,
+    best: checkpoints.BestExporter,
+    export_fn: Callable[[str, str], None] | None,
+    say: Callable[[str], None],
+) -> list:
+    """The standard recorders, in order: summaries, metrics.jsonl, plots, best, the line."""
+    return [
+        WriteEvalSummaries(writers),
+        AppendMetrics(model_dir),
+        DrawPlots(model_dir),
+        KeepBest(best, export_fn),
+        SayEvaluation(say),
+    ]
+
+
+def describe(plan: Plan) -> str:
+    return (
+        f"{plan.steps_per_epoch} steps per epoch; training to step {plan.train_steps}, "
+        f"evaluating every {plan.eval_every_steps} steps"
+    )

@@ -1,0 +1,115 @@
+"""What training holds: model, optimizer and step state created under the strategy, restored
+from ``model_dir``, with the compiled train loop and the input iterator."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import keras
+import tensorflow as tf
+
+from library import checkpoints, distribute, steps
+from library.config import Params
+from library.contract import Functions
+from library.schedule import Plan
+
+
+@dataclass
+class Trainer:
+    """The training state of one run; ``train(n)`` runs ``n`` steps."""
+
+    strategy: tf.distribute.Strategy
+    model: keras.Model
+    optimizer: keras.optimizers.Optimizer
+    state: steps.StepState
+    plan: Plan
+    manager: tf.train.CheckpointManager
+    train_loop: Callable
+    iterator: object
+    restored: str | None  # the checkpoint this run resumed from
+
+    @property
+    def step(self) -> int:
+        return int(self.state.step.numpy())
+
+    def train(self, num_steps: int) -> int:
+        """Runs ``num_steps`` steps; returns the count of non-finite steps in a row."""
+        return int(self.train_loop(self.iterator, tf.constant(num_steps, tf.int64)))
+
+    def save(self) -> str:
+        """Saves a checkpoint at the current step; returns its prefix."""
+        try:
+            return self.manager.save(checkpoint_number=self.step)
+        except tf.errors.FailedPreconditionError as error:  # an iterator TF cannot serialize
+            reason = error.message.strip().splitlines()[0]
+            raise checkpoints.CheckpointError(
+                f"checkpoint_input_pipeline: this input pipeline cannot be saved ({reason}); "
+                "set checkpoint_input_pipeline: false or make the pipeline stateless"
+            ) from None
+
+
+def create_trainer(
+    functions: Functions,
+    params: Params,
+    plan: Plan,
+    input_fn: Callable,
+    strategy: tf.distribute.Strategy,
+    input_picture: Callable | None = None,
+    say: Callable[[str], None] = print,
+) -> Trainer:
+    """Builds (or restores from ``params.model_dir``) everything a training run holds.
+
+    Args:
+        functions: the project's functions.
+        params: the resolved configuration.
+        plan: the run's durations; its ``schedule_steps`` is replaced by the one recorded in
+            the checkpoint when the run resumes.
+        input_fn: the training input function (of an optional input context).
+        strategy: the distribution strategy; variables are created under its scope.
+        input_picture: ``summaries.Summaries.input_picture`` (called with the step variable
+            and the strategy) to record the first batch from the train loop, or None.
+        say: where one-line messages go.
+
+    Raises:
+        checkpoints.CheckpointError: checkpoints exist and none restores.
+    """
+    keras.utils.set_random_seed(params.random_seed)
+    with strategy.scope():
+        model = functions.model_fn(params)
+        state = steps.StepState()
+    restored = checkpoints.restore_latest(
+        tf.train.Checkpoint(model=model, state=state), params.model_dir, say
+    )
+    if restored and int(state.schedule_steps.numpy()) > 0:
+        plan = plan.replace(schedule_steps=int(state.schedule_steps.numpy()))
+    state.schedule_steps.assign(plan.schedule_steps)
+    with strategy.scope():
+        optimizer = functions.optimizer_fn(params, plan)
+        optimizer.build(model.trainable_variables)
+    if restored:  # the optimizer is built from the restored plan, then restored itself
+        checkpoints.restore_from(tf.train.Checkpoint(optimizer=optimizer), restored)
+    saved = {"model": model, "optimizer": optimizer, "state": state}
+    iterator = iter(distribute.distribute_dataset(strategy, input_fn))
+    if params.checkpoint_input_pipeline:
+        saved["iterator"] = iterator
+        if restored:  # apart from the rest: an older checkpoint may not hold it
+            _restore_input_position(iterator, restored, say)
+    manager = tf.train.CheckpointManager(
+        tf.train.Checkpoint(**saved),
+        params.model_dir,
+        max_to_keep=params.keep_checkpoints,
+        step_counter=state.step,
+    )
+    train_step = steps.build_train_step(model, functions.loss_fn, optimizer, params, state)
+    picture = input_picture(state.step, strategy) if input_picture else None
+    train_loop = steps.build_train_loop(strategy, train_step, state, params.xla, picture)
+    return Trainer(strategy, model, optimizer, state, plan, manager, train_loop, iterator, restored)
+
+
+def _restore_input_position(iterator, prefix: str, say: Callable[[str], None]) -> None:
+    try:
+        checkpoints.restore_from(tf.train.Checkpoint(iterator=iterator), prefix)
+        say("the input pipeline resumes at its saved position")
+    except (AssertionError, ValueError, tf.errors.OpError):
+        say(f"{prefix} holds no input position: the input pipeline starts afresh")

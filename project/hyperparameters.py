@@ -1,0 +1,46 @@
+"""The keys of hyperparameters.yaml: every hyperparameter the project reads, declared once.
+
+A new hyperparameter is one line here (name, type, default, help, and choices or an interval
+when it has them); read it as ``params.name`` anywhere in ``project/``. Unknown keys, wrong
+types and values out of range are errors before TensorFlow loads, which is why this module
+imports nothing but the ``Field`` type (tests/test_config.py checks both).
+
+``METRICS`` names what ``model.metrics_fn`` returns, so that ``best_metric`` is checked before
+TensorFlow loads too. ``ENCODERS`` and ``HEADS`` name the functions of ``encoders.py`` and
+``heads.py`` (a test keeps them in step).
+"""
+
+from library.config import Field
+
+ENCODERS = ("small_cnn", "resnet")
+HEADS = ("classifier", "gated_classifier")
+SCHEDULES = ("constant", "cosine")
+METRICS = ("accuracy",)
+
+# fmt: off
+HYPERPARAMETERS = (
+    # -- the model -------------------------------------------------------------------
+    Field("encoder", str, "small_cnn", "encoder function in project/encoders.py", choices=ENCODERS),
+    Field("head", str, "classifier", "head function in project/heads.py", choices=HEADS),
+    Field("image_size", int, 224, "side of the square network input", interval="[8, inf)"),
+    Field("num_classes", int, 0, "classes; 0: count the lines of the labels file", interval="[0, inf)"),
+    Field("dropout_rate", float, 0.5, "dropout before the classifier", interval="[0, 1)"),
+    Field("batch_norm_momentum", float, 0.99, "batch-norm moving-average momentum; lower for short runs", interval="[0, 1)"),
+    Field("resnet_depth", int, 20, "CIFAR ResNet depth (6n+2)", interval="[8, inf)"),
+    Field("resnet_width", int, 16, "CIFAR ResNet width of the first stage", interval="[1, inf)"),
+    Field("resnet_preactivation", bool, False, "pre-activation residual blocks"),
+    # -- augmentation (project/inputs.py) -------------------------------------------------
+    Field("augment_flip", bool, True, "random horizontal flips in training"),
+    Field("train_crop_min_area", float, 0.25, "smallest random crop, as a fraction of the image area", interval="(0, 1]"),
+    Field("eval_crop_fraction", float, 0.875, "central crop side, as a fraction of the shorter edge", interval="(0, 1]"),
+    # -- loss and optimizer ---------------------------------------------------------------
+    Field("learning_rate", float, 1e-3, "peak learning rate", interval="[0, inf)"),
+    Field("lr_schedule", str, "constant", "learning-rate schedule", choices=SCHEDULES),
+    Field("warmup_epochs", float, 0.0, "linear warm-up length in epochs (any schedule)", interval="[0, inf)"),
+    Field("l2_regularization", float, 1e-8, "L2 weight decay added to the loss", interval="[0, inf)"),
+    Field("xentropy_label_smoothing", float, 0.0, "label smoothing of the cross-entropy", interval="[0, 1)"),
+    Field("adam_beta1", float, 0.9, "Adam beta_1", interval="[0, 1)"),
+    Field("adam_beta2", float, 0.999, "Adam beta_2", interval="[0, 1)"),
+    Field("adam_epsilon", float, 1e-8, "Adam epsilon", interval="(0, inf)"),
+)
+# fmt: on
