@@ -32,6 +32,8 @@ class StepState(tf.Module):
         self.learning_rate = tf.Variable(0.0, dtype=tf.float32, trainable=False, aggregation=_FIRST)  # fmt: skip
         # The learning-rate schedule's length, fixed by the run that started model_dir.
         self.schedule_steps = tf.Variable(0, dtype=tf.int64, trainable=False, aggregation=_FIRST)
+        # A factor on every update, on top of the schedule (lowered on a plateau).
+        self.lr_multiplier = tf.Variable(1.0, dtype=tf.float32, trainable=False, aggregation=_FIRST)  # fmt: skip
         self.log_loss = keras.metrics.Mean(name="log_loss")  # since the last log line
         self.checkpoint_loss = keras.metrics.Mean(name="checkpoint_loss")  # since the last save
 
@@ -64,13 +66,30 @@ def build_train_step(
     params: Mapping,
     state: StepState,
     variables: Sequence[tf.Variable] | None = None,
+    update_scales: Sequence[float] | None = None,
+    scale_updates: bool = False,
 ):
     """One update on one replica; a non-finite loss or gradient on any replica leaves weights,
     optimizer and batch-norm statistics untouched on all of them.
 
-    ``variables``: what trains (default: all trainable variables of the model).
+    Args:
+        variables: what trains (default: all trainable variables of the model); a frozen
+            variable is left out, so no gradient is computed for it.
+        update_scales: one factor per variable on its update (not its gradient: Adam is
+            invariant to the scale of a gradient), e.g. per-layer learning-rate multipliers.
+        scale_updates: also scale every update by ``state.lr_multiplier`` (which an action
+            may lower during training). Scaling costs a copy of the variables per step, so
+            it is built in only when a factor can differ from 1.
     """
     variables = list(model.trainable_variables if variables is None else variables)
+    scales = [1.0] * len(variables) if update_scales is None else list(update_scales)
+    scaled = scale_updates or any(s != 1.0 for s in scales)
+
+    def apply(grads):
+        before = [tf.identity(v) for v in variables] if scaled else []
+        optimizer.apply_gradients(zip(grads, variables, strict=True))
+        for variable, old, scale in zip(variables, before, scales):
+            variable.assign(old + (variable - old) * (scale * state.lr_multiplier))
 
     def train_step(features, labels):
         # Batch norm updates its moving statistics in the forward pass: keep them to undo.
@@ -82,10 +101,11 @@ def build_train_step(
         grads = tape.gradient(loss, variables)
         grad_norm = tf.linalg.global_norm([g for g in grads if g is not None])
         finite = all_replicas(tf.math.is_finite(loss) & tf.math.is_finite(grad_norm))
-        state.learning_rate.assign(tf.cast(optimizer.learning_rate, tf.float32))
+        rate = tf.cast(optimizer.learning_rate, tf.float32)
+        state.learning_rate.assign(rate * state.lr_multiplier if scale_updates else rate)
         apply_or_revert(
             finite,
-            lambda grads: optimizer.apply_gradients(zip(grads, variables, strict=True)),
+            apply,
             grads,
             lambda saved: restore(model.non_trainable_variables, saved),
             statistics,

@@ -133,3 +133,41 @@ def test_warmup_ramps_up_with_every_schedule_and_with_train_steps(lr_schedule):
     assert warm[0] == pytest.approx(0.01, rel=1e-5)
     if lr_schedule == "cosine":
         assert rates(optimizers.learning_rate_fn(params, plan), [100])[0] < 1e-6  # decays to 0
+
+
+def test_update_scales_and_the_multiplier_scale_each_update_not_the_gradient():
+    params = project_params(image_size=8, num_classes=2, dropout_rate=0.0)
+    features, labels = {"image": tf.random.uniform([4, 8, 8, 3], seed=2)}, tf.constant([0, 1, 0, 1])
+
+    def moved(scales, multiplier, optimizer):
+        keras_seeded = model.model_fn(params)
+        keras_seeded.set_weights(reference.get_weights())
+        optimizer.build(keras_seeded.trainable_variables)
+        state = steps.StepState()
+        state.lr_multiplier.assign(multiplier)
+        step = tf.function(
+            steps.build_train_step(
+                keras_seeded, losses.loss_fn, optimizer, params, state,
+                update_scales=scales, scale_updates=True,
+            )
+        )  # fmt: skip
+        before = [v.numpy().copy() for v in keras_seeded.trainable_variables]
+        step(features, labels)
+        return [
+            v.numpy() - b for v, b in zip(keras_seeded.trainable_variables, before, strict=True)
+        ]
+
+    import keras
+
+    reference = model.model_fn(params)
+    count = len(reference.trainable_variables)
+    plain = moved([1.0] * count, 1.0, keras.optimizers.SGD(0.1))
+    tenth = moved([0.1] * count, 1.0, keras.optimizers.SGD(0.1))
+    halved = moved([1.0] * count, 0.5, keras.optimizers.SGD(0.1))
+    for full, small, half in zip(plain, tenth, halved, strict=True):
+        np.testing.assert_allclose(small, 0.1 * full, rtol=1e-4, atol=1e-7)
+        np.testing.assert_allclose(half, 0.5 * full, rtol=1e-4, atol=1e-7)
+    # Under Adam a gradient scale would change nothing; the update scale does.
+    adam_full = moved([1.0] * count, 1.0, keras.optimizers.Adam(0.01))
+    adam_tenth = moved([0.1] * count, 1.0, keras.optimizers.Adam(0.01))
+    np.testing.assert_allclose(adam_tenth[0], 0.1 * adam_full[0], rtol=1e-4, atol=1e-8)
