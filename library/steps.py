@@ -86,10 +86,11 @@ def build_train_step(
     scaled = scale_updates or any(s != 1.0 for s in scales)
 
     def apply(grads):
-        before = [tf.identity(v) for v in variables] if scaled else []
+        before = [tf.identity(v) for v in variables] if scaled else None
         optimizer.apply_gradients(zip(grads, variables, strict=True))
-        for variable, old, scale in zip(variables, before, scales):
-            variable.assign(old + (variable - old) * (scale * state.lr_multiplier))
+        if before is not None:
+            for variable, old, scale in zip(variables, before, scales, strict=True):
+                variable.assign(old + (variable - old) * (scale * state.lr_multiplier))
 
     def train_step(features, labels):
         # Batch norm updates its moving statistics in the forward pass: keep them to undo.
