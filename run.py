@@ -6,8 +6,15 @@ Options and every configuration key: `python run.py --help`.
 
 import sys
 
-from library.cli import main
-from project.hyperparameters import HYPERPARAMETERS  # the schema only: no TensorFlow yet
+try:
+    from library.cli import main
+    from project import hyperparameters  # the declarations only: no TensorFlow yet
+except ModuleNotFoundError as missing:  # started outside the project's environment
+    print(
+        f"run.py: error: {missing}; use the project's environment: .venv/bin/python run.py",
+        file=sys.stderr,
+    )
+    sys.exit(2)
 
 
 def load_project() -> dict:
@@ -26,4 +33,4 @@ def load_project() -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:], HYPERPARAMETERS, load_project))
+    sys.exit(main(sys.argv[1:], hyperparameters, load_project))

@@ -60,11 +60,16 @@ def checkpoint_values(state) -> tuple[float | None, float]:
 
 
 class LogProgress(Action):
-    """Train loss, learning rate, gradient and parameter norms, throughput: log and TensorBoard."""
+    """Train loss, learning rate, gradient and parameter norms, throughput and the share of
+    time spent waiting for input: log line and TensorBoard. Warns once when the run is
+    input-bound (the first period, which fills the pipeline and traces the step, aside)."""
+
+    INPUT_BOUND = 0.5
 
     def __init__(self, intervals: tuple[int, ...], trainer, progress: Progress, writer):
         self.intervals, self.trainer = intervals, trainer
         self.progress, self.writer = progress, writer
+        self.periods, self.warned = 0, False
 
     def __call__(self, step: int) -> None:
         state = self.trainer.state
@@ -75,11 +80,22 @@ class LogProgress(Action):
             "param_norm": float(tf.linalg.global_norm(self.trainer.model.trainable_variables)),
             "nonfinite_steps": int(state.nonfinite_total.numpy()),
         }
+        waited = float(state.input_wait.numpy())
         state.log_loss.reset_state()
-        values.update(self.progress.log(step, values))
+        state.input_wait.assign(0.0)
+        values.update(self.progress.log(step, values, waited))
         with self.writer.as_default(step=step):
             for name, value in values.items():
                 tf.summary.scalar(name, value)
+        self.periods += 1
+        if self.periods > 1 and values["input_wait"] > self.INPUT_BOUND and not self.warned:
+            self.warned = True
+            self.progress.say(
+                f"warning: the run is input-bound: the step waited for input "
+                f"{values['input_wait']:.0%} of the time up to step {step}; try a smaller "
+                "--max_edge when converting, a larger interleave_cycle_length, caching "
+                "decoded images, or the tf.data service"
+            )
 
 
 class SaveCheckpoint(Action):
@@ -136,6 +152,21 @@ class Evaluate(Action):
         for record in self.recorders:
             record(evaluation)
         self.progress.resume()
+
+    def catch_up(self, say: Callable[[str], None]) -> None:
+        """Evaluates the checkpoint the run resumes from if its evaluation was lost (the run
+        stopped between saving it and evaluating it), so that metrics.jsonl, the best
+        checkpoint and what follows from them see every evaluation."""
+        trainer, step = self.trainer, self.trainer.step
+        due = step % self.intervals[0] == 0 or step >= trainer.plan.train_steps
+        if not trainer.restored or not due:
+            return
+        if any(r.get("step") == step for r in summaries.read_metrics(trainer.manager.directory)):
+            return
+        say(f"step {step} was saved but never evaluated (the run stopped in between): evaluating")
+        self.saver.last = trainer.restored
+        self.saver.recorded = checkpoint_values(trainer.state)
+        self(step)
 
     def finish(self) -> None:
         for record in self.recorders:
@@ -279,12 +310,17 @@ def evaluation_recorders(
     export_fn: Callable[[str, str], None] | None,
     say: Callable[[str], None],
 ) -> list:
-    """The standard recorders, in order: summaries, metrics.jsonl, plots, best, the line."""
+    """The standard recorders, in order: summaries, best, metrics.jsonl, plots, the line.
+
+    The metrics.jsonl row comes after the best: a run killed in between evaluates that step
+    again when it resumes (the row is what says an evaluation happened), so the best never
+    misses an evaluation.
+    """
     return [
         WriteEvalSummaries(writers),
+        KeepBest(best, export_fn),
         AppendMetrics(model_dir),
         DrawPlots(model_dir),
-        KeepBest(best, export_fn),
         SayEvaluation(say),
     ]
 

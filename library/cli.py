@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from types import ModuleType
 
-from library.config import ConfigError, Field, resolve, to_yaml
+from library.config import TRAINING_MODES, ConfigError, resolve, to_yaml
 
 ProjectLoader = Callable[[], Mapping[str, Callable]]
 
 
 def main(
     argv: Sequence[str],
-    hyperparameters: Sequence[Field],
+    declarations: ModuleType,
     load_project: ProjectLoader,
     prog: str = "run.py",
 ) -> int:
@@ -21,7 +23,10 @@ def main(
 
     Args:
         argv: command-line arguments without the program name.
-        hyperparameters: the project's hyperparameter schema (``project/hyperparameters.py``).
+        declarations: what the project declares before TensorFlow loads
+            (``project/hyperparameters.py``): ``HYPERPARAMETERS`` (the schema of
+            hyperparameters.yaml), ``METRICS`` (the names metrics_fn returns) and optionally
+            ``check(params)``, its rules that tie keys together.
         load_project: returns the project's functions by contract name (``input_fn``,
             ``model_fn``, ``loss_fn``, ``optimizer_fn``, optional ``metrics_fn``,
             ``predictions_fn``, ``serving_fn``); called only after the configuration is valid,
@@ -29,19 +34,39 @@ def main(
         prog: program name for messages.
     """
     try:
-        params, args = resolve(argv, hyperparameters, prog=prog)
+        params, args = resolve(
+            argv,
+            declarations.HYPERPARAMETERS,
+            prog,
+            metrics=getattr(declarations, "METRICS", ()),
+            check=getattr(declarations, "check", None),
+        )
     except ConfigError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
     if args.print_config:
         sys.stdout.write(to_yaml(params))
         return 0
-    print(
-        f"{prog}: mode {args.mode}, config set {params.config_set!r}, "
-        f"hyperparameter set {params.hyperparameter_set!r}"
-    )
-    print(to_yaml(params), end="")
-    print(f"{prog}: output folder {os.path.abspath(params.model_dir)}", flush=True)
+    if importlib.util.find_spec("tensorflow") is None:
+        print(
+            f"{prog}: error: TensorFlow is not installed for {sys.executable}; use the "
+            f"project's environment: .venv/bin/python {prog} ... (make requirements creates it)",
+            file=sys.stderr,
+        )
+        return 2
+    if args.mode in TRAINING_MODES:  # what trains is worth reading in full; a lookup is not
+        print(
+            f"{prog}: mode {args.mode}, config set {params.config_set!r}, "
+            f"hyperparameter set {params.hyperparameter_set!r}"
+        )
+        print(to_yaml(params), end="")
+        print(f"{prog}: output folder {os.path.abspath(params.model_dir)}", flush=True)
+    else:
+        print(
+            f"{prog}: mode {args.mode}, config set {params.config_set!r}, "
+            f"checkpoint {params.checkpoint!r}",
+            flush=True,
+        )
 
     from library.quiet import import_tensorflow
 

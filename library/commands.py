@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import re
+import signal
 import sys
 from collections.abc import Callable, Mapping
 
 import tensorflow as tf
 
-from library import actions, inputs, schedule
+from library import actions, export, inputs, schedule
 from library.checkpoints import CheckpointError
 from library.config import Params
 from library.contract import Functions
-from library.estimator import DivergedError, Estimator, EvalSpec, TrainSpec, train_and_evaluate
+from library.convert import IMAGE_EXTENSIONS, check_image
+from library.estimator import (
+    DivergedError,
+    Estimator,
+    EvalSpec,
+    Interrupted,
+    TrainSpec,
+    train_and_evaluate,
+)
+from library.files import atomic_write_text
+from library.lock import LockError
 from library.modes import ModeKeys
 
 DATA_ERRORS = (tf.errors.DataLossError, tf.errors.InvalidArgumentError)
@@ -34,14 +47,23 @@ def run_mode(mode: str, params: Params, project: Mapping[str, Callable]) -> int:
     functions = Functions.from_mapping(project)
     try:
         return _MODES[mode](params, functions)
-    except (inputs.InputError, CheckpointError) as error:
+    except (inputs.InputError, CheckpointError, LockError) as error:
         raise UsageError(str(error)) from None
     except DivergedError as error:
         print(f"run.py: error: {error}", file=sys.stderr)
         return 1
+    except Interrupted as stop:
+        print(
+            f"run.py: stopped by {stop.signal_name} at step {stop.step}; checkpoint saved "
+            f"({stop.checkpoint}): the same command resumes from step {stop.step}",
+            file=sys.stderr,
+        )
+        return 128 + signal.Signals[stop.signal_name].value
 
 
-def build_estimator(params: Params, functions: Functions, plan=None) -> Estimator:
+def build_estimator(
+    params: Params, functions: Functions, plan=None, data_manifests=()
+) -> Estimator:
     """The Estimator for ``params``; ``num_classes: 0`` is filled in from the labels file."""
     try:
         class_names = inputs.class_names(params)  # read once: class count and exported names
@@ -61,6 +83,7 @@ def build_estimator(params: Params, functions: Functions, plan=None) -> Estimato
         serving_fn=functions.serving_fn,
         plan=plan,
         class_names=class_names,
+        data_manifests=data_manifests,
     )
 
 
@@ -71,11 +94,16 @@ def input_for(functions: Functions, pattern: str, mode: str, params: Params) -> 
 
 def _train(params: Params, functions: Functions, evaluate: bool) -> int:
     plan = schedule.make_plan(params, inputs.count_records(params.train_files))
+    patterns = [params.train_files]
+    if evaluate:
+        inputs.check_tfrecords(params.eval_files)
+        patterns.append(params.eval_files)
     print(actions.describe(plan))
     if params.skip_corrupt_records:
         for line in inputs.report_lost_records(params.train_files):
             print(f"warning: {line}")
-    estimator = build_estimator(params, functions, plan)
+    manifests = [m for pattern in patterns for m in inputs.manifest_paths(pattern)]
+    estimator = build_estimator(params, functions, plan, manifests)
     params = estimator.params  # num_classes filled in: the input_fn may need it too
     train_spec = TrainSpec(
         input_for(functions, params.train_files, ModeKeys.TRAIN, params), plan.train_steps
@@ -85,7 +113,6 @@ def _train(params: Params, functions: Functions, evaluate: bool) -> int:
     )
     try:
         if evaluate:
-            inputs.match_files(params.eval_files)
             train_and_evaluate(estimator, train_spec, eval_spec)
         else:
             estimator.train(train_spec.input_fn, train_spec.max_steps)
@@ -116,6 +143,7 @@ def _print_outputs(params: Params) -> None:
 
 
 def _evaluate(params: Params, functions: Functions) -> int:
+    inputs.check_tfrecords(params.eval_files)
     estimator = build_estimator(params, functions)
     params = estimator.params
     try:
@@ -134,14 +162,13 @@ def _evaluate(params: Params, functions: Functions) -> int:
     return 0
 
 
-def predict_files_input_fn(pattern: str, params: Params, serving_fn: Callable) -> Callable:
-    paths = inputs.match_files(pattern)
+def images_input_fn(paths: list[str], params: Params, serving_fn: Callable) -> Callable:
+    """Batches of ``serving_fn`` features (plus ``filename``) for image files."""
 
     def input_fn():
         dataset = tf.data.Dataset.from_tensor_slices(paths)
-        dataset = dataset.map(lambda path: (tf.io.read_file(path), path)).batch(
-            params.eval_batch_size
-        )
+        dataset = dataset.map(lambda path: (tf.io.read_file(path), path))
+        dataset = dataset.batch(params.eval_batch_size)
         return dataset.map(lambda encoded, path: {**serving_fn(encoded, params), "filename": path})
 
     return input_fn
@@ -149,23 +176,75 @@ def predict_files_input_fn(pattern: str, params: Params, serving_fn: Callable) -
 
 def _predict(params: Params, functions: Functions) -> int:
     if not params.predict_files:
-        raise UsageError("--mode predict needs --predict_files (image files or a glob)")
+        raise UsageError("--mode predict needs --predict_files (a glob, a folder or a comma list)")
+    paths = inputs.expand_files(params.predict_files, IMAGE_EXTENSIONS)
     estimator = build_estimator(params, functions)
     params = estimator.params
-    names = estimator.class_names
-    input_fn = predict_files_input_fn(params.predict_files, params, functions.serving_fn)
-    try:
-        for prediction in estimator.predict(input_fn, params.checkpoint):
-            label = int(prediction["class"])
-            name = names[label] if names and label < len(names) else str(label)
-            print(
-                f"{prediction['filename'].decode()}: {name} ({float(prediction['probability']):.3f})"
-            )
-    except DATA_ERRORS as error:
-        raise inputs.InputError(
-            f"{params.predict_files}: an image does not decode ({error.message})"
-        ) from None
+    prefix = estimator.resolve_checkpoint(params.checkpoint)
+    good = []
+    for path in paths:  # decoded once here, so a bad file is named instead of failing a batch
+        problem = check_image(path)
+        if problem:
+            print(f"skipped {path}: {problem}", file=sys.stderr)
+        else:
+            good.append(path)
+    if not good:
+        raise UsageError(f"{params.predict_files}: none of {len(paths)} files is a readable image")
+    print(f"predicting {len(good)} images with {prefix}")
+    model, _ = estimator.restore_model(prefix)
+    rows = _predictions(model, good, params, functions, estimator.class_names)
+    out = os.path.join(os.path.dirname(prefix), "predictions.csv")
+    atomic_write_text(out, _csv(rows))
+    print(f"predictions of {len(rows)} images written to {out}")
     return 0
+
+
+def _predictions(model, paths, params, functions, names) -> list[dict]:
+    """One row per image (file, class, class_name, probability), printed as it comes.
+
+    An image TensorFlow cannot decode although PIL could fails its batch: the batch is then
+    predicted one image at a time and the culprit named and skipped.
+    """
+    rows: list[dict] = []
+    pending = list(paths)
+    while pending:
+        batch, pending = pending[: params.eval_batch_size], pending[params.eval_batch_size :]
+        try:
+            rows += _predict_batch(model, batch, params, functions, names)
+        except DATA_ERRORS:
+            for path in batch:
+                try:
+                    rows += _predict_batch(model, [path], params, functions, names)
+                except DATA_ERRORS as error:
+                    reason = error.message.strip().splitlines()[0]
+                    print(
+                        f"skipped {path}: TensorFlow cannot decode it ({reason})", file=sys.stderr
+                    )
+    return rows
+
+
+def _predict_batch(model, paths, params, functions, names) -> list[dict]:
+    input_fn = images_input_fn(paths, params, functions.serving_fn)
+    rows = []
+    for prediction in list(export.predict(model, input_fn, functions.predictions_fn)):
+        label = int(prediction["class"])
+        row = {
+            "file": prediction["filename"].decode(),
+            "class": label,
+            "class_name": names[label] if names and label < len(names) else str(label),
+            "probability": round(float(prediction["probability"]), 6),
+        }
+        print(f"{row['file']}: {row['class_name']} ({row['probability']:.3f})")
+        rows.append(row)
+    return rows
+
+
+def _csv(rows: list[dict]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, ["file", "class", "class_name", "probability"])
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
 
 
 def _export(params: Params, functions: Functions) -> int:

@@ -28,8 +28,9 @@ import math
 import os
 import re
 import sys
+import time
 import typing
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -41,6 +42,7 @@ from library.files import atomic_write_text
 PROJECT = "project"
 HYPERPARAMETERS = "hyperparameters"
 MODES = ("train_and_evaluate", "train", "evaluate", "predict", "export")
+TRAINING_MODES = ("train_and_evaluate", "train")
 RENAMED = {"model": "checkpoint"}  # old key -> new key: a clear error instead of "unknown"
 
 
@@ -463,6 +465,8 @@ def resolve(
     argv: Sequence[str] | None = None,
     hyperparameters: Sequence[Field] = (),
     prog: str = "run.py",
+    metrics: Sequence[str] = (),
+    check: Callable[[Params], None] | None = None,
 ) -> tuple[Params, argparse.Namespace]:
     """Resolves defaults < project set < hyperparameter set < command-line overrides.
 
@@ -470,6 +474,10 @@ def resolve(
         argv: command-line arguments (without the program name).
         hyperparameters: the project's hyperparameter schema (``project/hyperparameters.py``).
         prog: program name shown in usage and errors.
+        metrics: the names of the project's evaluation metrics (``best_metric`` is ``loss``
+            or one of them).
+        check: the project's rules that tie keys together (``check(params)`` raises
+            ValueError with a one-line message), run on the resolved configuration.
 
     Returns:
         The frozen ``Params`` and the parsed namespace (``mode``, ``print_config``, ...).
@@ -511,7 +519,25 @@ def resolve(
     where = f"{hp_path} [{values['hyperparameter_set']}]"
     values.update(_check_set(schema, hp_set, HYPERPARAMETERS, where))
     values.update(overrides)
-    return Params(values, args.config_set, schema), args
+    params = Params(values, args.config_set, schema)
+    _check_best_metric(params, metrics)
+    if check is not None:
+        try:
+            check(params)
+        except ValueError as error:
+            raise ConfigError(f"{args.config_set}: {error}") from None
+    return params, args
+
+
+def _check_best_metric(params: Params, metrics: Sequence[str]) -> None:
+    known = ["loss", *metrics]
+    if params.best_metric not in known:
+        close = difflib.get_close_matches(params.best_metric, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(
+            f"best_metric must be one of the evaluation results {', '.join(known)}, "
+            f"got {params.best_metric!r}{hint}"
+        )
 
 
 def to_yaml(params: Params) -> str:
@@ -523,15 +549,21 @@ def to_yaml(params: Params) -> str:
     return dump_yaml(data)
 
 
-def save_config(params: Params, model_dir: str) -> list[str]:
-    """Writes the resolved sets into ``model_dir`` as loadable config files.
+CHANGES_FILE = "config_changes.yaml"
 
-    ``model_dir/project.yaml`` and ``model_dir/hyperparameters.yaml`` each hold one set
-    named like the run's set, so ``run.py --project_file model_dir/project.yaml
-    --config_set NAME`` reproduces the run.
+
+def save_config(params: Params, model_dir: str, resumed_at: int | None = None) -> list[str]:
+    """Records in ``model_dir`` the configuration that trains it: history, not a snapshot.
+
+    At a fresh start, writes the resolved sets as ``project.yaml`` and ``hyperparameters.yaml``
+    (one set each, named like the run's), so ``run.py --project_file model_dir/project.yaml
+    --config_set NAME`` reproduces the run as it started. At a resume (``resumed_at``: the
+    step it resumes from) those files stay as they are; each difference from the
+    configuration in force (the files and the changes recorded so far) is appended to
+    ``config_changes.yaml`` with the step from which it applies.
 
     Returns:
-        One line per key whose value differs from a configuration saved there before.
+        One line per key that differs from the configuration in force.
     """
     project = dict(params.section(PROJECT), hyperparameter_file="hyperparameters.yaml")
     project["hyperparameter_set"] = params.hyperparameter_set
@@ -539,24 +571,56 @@ def save_config(params: Params, model_dir: str) -> list[str]:
         "project.yaml": {params.config_set: project},
         "hyperparameters.yaml": {params.hyperparameter_set: params.section(HYPERPARAMETERS)},
     }
-    differences = []
-    for name, data in files.items():
-        path = os.path.join(model_dir, name)
-        if os.path.isfile(path):
-            try:
-                previous = next(iter(load_sets(path).values()), {})
-            except ConfigError:
-                previous = {}
-            current = next(iter(data.values()))
-            for key in current:
-                if (
-                    key in previous
-                    and previous[key] != current[key]
-                    and key != "hyperparameter_file"
-                ):
-                    differences.append(f"{key}: {previous[key]!r} -> {current[key]!r}")
-        atomic_write_text(path, dump_yaml(data))
-    return differences
+    paths = {name: os.path.join(model_dir, name) for name in files}
+    if resumed_at is None or not all(os.path.isfile(p) for p in paths.values()):
+        for name, data in files.items():
+            atomic_write_text(paths[name], dump_yaml(data))
+        changes_path = os.path.join(model_dir, CHANGES_FILE)
+        if os.path.exists(changes_path):  # the history of an earlier run in this folder
+            os.remove(changes_path)
+        return []
+    in_force = configuration_in_force(model_dir)
+    current = {k: v for data in files.values() for k, v in next(iter(data.values())).items()}
+    changes = {
+        key: [in_force[key], value]
+        for key, value in current.items()
+        if key in in_force and in_force[key] != value and key != "hyperparameter_file"
+    }
+    if changes:
+        history = _read_changes(model_dir)
+        history.append(
+            {
+                "step": resumed_at,
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "command": " ".join(sys.argv),
+                "changes": {k: {"from": old, "to": new} for k, (old, new) in changes.items()},
+            }
+        )
+        atomic_write_text(os.path.join(model_dir, CHANGES_FILE), dump_yaml(history))
+    return [f"{key}: {old!r} -> {new!r}" for key, (old, new) in changes.items()]
+
+
+def configuration_in_force(model_dir: str) -> dict[str, Any]:
+    """The saved sets of ``model_dir`` with the recorded changes applied, in order."""
+    values: dict[str, Any] = {}
+    for name in ("project.yaml", "hyperparameters.yaml"):
+        try:
+            values.update(next(iter(load_sets(os.path.join(model_dir, name)).values()), {}))
+        except ConfigError:
+            continue
+    for entry in _read_changes(model_dir):
+        for key, change in entry.get("changes", {}).items():
+            values[key] = change.get("to")
+    return values
+
+
+def _read_changes(model_dir: str) -> list[dict]:
+    path = os.path.join(model_dir, CHANGES_FILE)
+    if not os.path.isfile(path):
+        return []
+    with open(path, encoding="utf-8") as stream:
+        history = yaml.safe_load(stream)
+    return history if isinstance(history, list) else []
 
 
 def markdown_reference(hyperparameters: Sequence[Field] = ()) -> str:

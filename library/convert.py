@@ -16,6 +16,7 @@ import math
 import multiprocessing
 import os
 import random
+import re
 import shutil
 import sys
 import time
@@ -23,7 +24,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from library.files import atomic_write_text
 
@@ -95,6 +96,28 @@ def read_classes(options: ConvertOptions) -> list[str]:
     return classes
 
 
+def image_problem(error: Exception) -> str:
+    """Why an image cannot be used, in words (PIL's messages name in-memory buffers)."""
+    if isinstance(error, Image.DecompressionBombError):
+        return "cannot decode: too many pixels (PIL's decompression-bomb guard)"
+    if isinstance(error, UnidentifiedImageError):
+        return "cannot decode: not an image, or a format PIL cannot read"
+    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if "truncated" in message.lower():
+        return "cannot decode: truncated (the file ends before the image does)"
+    return f"cannot decode: {re.sub(r' ?<[^>]*object at 0x[0-9a-f]+>', '', message)}"
+
+
+def check_image(path: str) -> str | None:
+    """None if ``path`` decodes completely, else why not (for predict: named and skipped)."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        return image_problem(error)
+    return None
+
+
 def prepare_image(path: str, max_edge: int) -> tuple[bytes, int, int] | str:
     """JPEG bytes, height and width of one image; or the reason it cannot be used.
 
@@ -108,7 +131,7 @@ def prepare_image(path: str, max_edge: int) -> tuple[bytes, int, int] | str:
         orientation = image.getexif().get(EXIF_ORIENTATION, 1)
         image.load()  # decodes everything: truncated files fail here, not in training
     except (OSError, ValueError, Image.DecompressionBombError) as error:
-        return f"cannot decode: {error}".splitlines()[0]
+        return image_problem(error)
     width, height = image.size
     if (
         source_format == "JPEG"
@@ -171,6 +194,29 @@ def convert(options: ConvertOptions) -> dict:
     tasks = list_images(options.dataset_dir, classes)
     if not tasks:
         raise ConvertError(f"{options.dataset_dir}: no images found in <class>/ folders")
+    found = {label for _, label in tasks}
+    empty = [
+        name
+        for label, name in enumerate(classes)
+        if label not in found and os.path.isdir(os.path.join(options.dataset_dir, name))
+    ]
+    if empty and not options.labels_file:  # with --labels_file, a split may lack a class
+        raise ConvertError(
+            f"{os.path.join(options.dataset_dir, empty[0])}: class folder holds no images; "
+            "add images or remove the folder (its class would be one no example has)"
+        )
+    stray = sorted(
+        f
+        for f in os.listdir(options.dataset_dir)
+        if not f.startswith(".") and os.path.isfile(os.path.join(options.dataset_dir, f))
+    )
+    if stray:
+        shown = ", ".join(stray[:5]) + (f" and {len(stray) - 5} more" if len(stray) > 5 else "")
+        print(
+            f"warning: ignored {len(stray)} files at the top of {options.dataset_dir} "
+            f"(images belong in <class>/ folders): {shown}",
+            file=sys.stderr,
+        )
     if len({label for _, label in tasks}) < 2 and not options.labels_file:
         raise ConvertError(f"{options.dataset_dir}: only one class folder; need at least two")
     existing = _existing_outputs(options.tfrecord_dir, options.tfrecord_filename)
@@ -201,6 +247,7 @@ def convert(options: ConvertOptions) -> dict:
             "classes": classes,
             "class_counts": {classes[k]: class_counts.get(k, 0) for k in range(len(classes))},
             "skipped": skipped,
+            "ignored": stray,
             "options": asdict(options),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }

@@ -9,22 +9,31 @@ loop), ``actions.py`` (what happens between chunks of steps), ``evaluator.py`` a
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import keras
 import tensorflow as tf
 
-from library import actions, checkpoints, config, distribute, export, summaries
+from library import actions, checkpoints, config, distribute, export, provenance, summaries
 from library.contract import Functions
 from library.evaluator import Evaluator
 from library.files import atomic_write_text
-from library.loop import DivergedError, run_loop
+from library.lock import FolderLock
+from library.loop import DivergedError, Interrupted, StopRequest, run_loop
 from library.progress import Progress
 from library.schedule import Plan
 from library.trainer import Trainer, create_trainer
 
-__all__ = ["DivergedError", "Estimator", "EvalSpec", "TrainSpec", "train_and_evaluate"]
+__all__ = [
+    "DivergedError",
+    "Estimator",
+    "EvalSpec",
+    "Interrupted",
+    "TrainSpec",
+    "train_and_evaluate",
+]
 
 InputFn = Callable[..., tf.data.Dataset]  # of an optional tf.distribute.InputContext
 
@@ -52,6 +61,7 @@ class Estimator:
             never guessed.
         class_names: names the exported model returns beside class ids.
         strategy: the ``tf.distribute`` strategy (default: ``distribute.create_strategy()``).
+        data_manifests: the datasets' manifest files, whose hashes ``provenance.json`` keeps.
         say: where one-line messages go.
     """
 
@@ -67,6 +77,7 @@ class Estimator:
         plan: Plan | None = None,
         class_names: Sequence[str] | None = None,
         strategy: tf.distribute.Strategy | None = None,
+        data_manifests: Sequence[str] = (),
         say: Callable[[str], None] = print,
     ):
         optional = {"metrics_fn": metrics_fn, "predictions_fn": predictions_fn}
@@ -81,6 +92,7 @@ class Estimator:
         self.plan = plan
         self.class_names = class_names
         self.strategy = strategy or distribute.create_strategy(params)
+        self.data_manifests = tuple(data_manifests)
         self.say = say
         self.evaluator = Evaluator(self.functions, params, self.strategy)
 
@@ -101,26 +113,29 @@ class Estimator:
         max_steps = max_steps or self.plan.train_steps
         params = self.params
         tf.io.gfile.makedirs(params.model_dir)
-        writers = summaries.Summaries(params.model_dir)
-        trainer = self._start(input_fn, writers)
-        progress = Progress(
-            params.progress, max_steps, trainer.plan, params.train_batch_size, trainer.step
-        )
-        steps_actions = self._actions(trainer, writers, progress, eval_spec)
-        try:
-            return run_loop(
-                trainer,
-                max_steps,
-                steps_actions,
-                progress,
-                params.steps_per_execution,
-                params.max_nonfinite_steps,
-                self.say,
-            )
-        finally:
-            writers.flush()
+        with FolderLock(params.model_dir, say=self.say), StopRequest() as stop:
+            writers = summaries.Summaries(params.model_dir)
+            try:
+                trainer = self._start(input_fn, writers)
+                progress = Progress(
+                    params.progress, max_steps, trainer.plan, params.train_batch_size, trainer.step
+                )
+                steps_actions = self._actions(trainer, writers, progress, eval_spec, stop)
+                return run_loop(
+                    trainer,
+                    max_steps,
+                    steps_actions,
+                    progress,
+                    params.steps_per_execution,
+                    params.max_nonfinite_steps,
+                    stop,
+                    self.say,
+                )
+            finally:
+                writers.flush()
 
     def _start(self, input_fn: InputFn, writers: summaries.Summaries) -> Trainer:
+        """Restores (or creates) the training state, then records what this start used."""
         params = self.params
         trainer = create_trainer(
             self.functions,
@@ -131,19 +146,21 @@ class Estimator:
             writers.input_picture,
             self.say,
         )
-        differences = config.save_config(params, params.model_dir)
+        step = trainer.step
+        resumed_at = step if trainer.restored else None
+        differences = config.save_config(params, params.model_dir, resumed_at)
         if differences:
             self.say(
-                f"configuration differs from the one saved in {params.model_dir}: "
-                + "; ".join(differences)
+                f"configuration changed from step {step} (recorded in "
+                f"{config.CHANGES_FILE}): " + "; ".join(differences)
             )
+        project_dir = os.path.dirname(os.path.abspath(sys.argv[0])) if sys.argv[0] else "."
+        provenance.record(params.model_dir, project_dir, self.data_manifests, step, self.say)
         if trainer.restored:
-            step = trainer.step
             self.say(
                 f"resuming from {trainer.restored} at step {step} "
                 f"(epoch {trainer.plan.epoch(step):.2f})"
             )
-            summaries.truncate_metrics(params.model_dir, step)
         if trainer.plan.schedule_steps != self.plan.train_steps:
             self.say(
                 f"the learning-rate schedule keeps the length it started with "
@@ -152,7 +169,7 @@ class Estimator:
         _save_model_summary(trainer.model, params.model_dir)
         return trainer
 
-    def _actions(self, trainer, writers, progress, eval_spec) -> list[actions.Action]:
+    def _actions(self, trainer, writers, progress, eval_spec, stop) -> list[actions.Action]:
         plan, params = trainer.plan, self.params
         evaluate_every = plan.eval_every_steps if eval_spec is not None else 0
         log = actions.LogProgress(
@@ -161,6 +178,9 @@ class Estimator:
         saver = actions.SaveCheckpoint((plan.checkpoint_every_steps, evaluate_every), trainer)
         if eval_spec is None:
             return [log, saver]
+        # This run writes metrics.jsonl: the evaluations after the step it resumed from will
+        # be made again.
+        summaries.truncate_metrics(params.model_dir, trainer.step)
         best = checkpoints.BestExporter(params.best_model_dir, params.best_metric, params.best_mode)
         if best.best:
             self.say(
@@ -180,15 +200,20 @@ class Estimator:
             recorders,
             progress,
         )
+        evaluate.catch_up(self.say)
         return [log, saver, evaluate]
 
     # -- evaluation, prediction, export ----------------------------------------------------
 
-    def restore_model(self, checkpoint: str = "latest") -> tuple[keras.Model, str]:
-        """A model with the weights of ``checkpoint`` (latest, best, a folder or a prefix)."""
-        prefix = checkpoints.resolve_checkpoint(
+    def resolve_checkpoint(self, checkpoint: str = "latest") -> str:
+        """The prefix of ``checkpoint``: latest, best, a folder or a prefix."""
+        return checkpoints.resolve_checkpoint(
             checkpoint, self.params.model_dir, self.params.best_model_dir
         )
+
+    def restore_model(self, checkpoint: str = "latest") -> tuple[keras.Model, str]:
+        """A model with the weights of ``checkpoint`` (latest, best, a folder or a prefix)."""
+        prefix = self.resolve_checkpoint(checkpoint)
         model, _ = self.evaluator.restore(prefix)
         return model, prefix
 
@@ -211,8 +236,9 @@ class Estimator:
 
         Written to ``export_dir/<timestamp>`` through a temporary folder; returns the path.
         """
-        model, _ = self.restore_model(checkpoint)
+        model, prefix = self.restore_model(checkpoint)
         module = export.serving_module(model, self.functions, self.params, self.class_names)
+        self.say(f"exporting {prefix}")
         return export.export_saved_model(module, export_dir)
 
     def _export_checkpoint(self, prefix: str, directory: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 import matplotlib
@@ -17,6 +18,15 @@ def _save(figure, path: str) -> None:
     os.replace(temporary, path)
 
 
+def loss_scale(values: list) -> str:
+    """``log`` when the losses span more than a factor of 20 (an untrained first evaluation
+    far above the rest would flatten them on a linear axis), else ``linear``."""
+    finite = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    if not finite or min(finite) <= 0:
+        return "linear"
+    return "log" if max(finite) / min(finite) > 20 else "linear"
+
+
 def plot_metrics(records: list[dict], plots_dir: str) -> list[str]:
     """Writes ``loss.png``, ``learning_rate.png`` and one PNG per eval metric; returns paths."""
     if not records:
@@ -26,8 +36,11 @@ def plot_metrics(records: list[dict], plots_dir: str) -> list[str]:
     written = []
 
     figure, axis = plt.subplots(figsize=(6, 4))
-    axis.plot(epochs, [r.get("train_loss") for r in records], "o-", label="train loss")
-    axis.plot(epochs, [r.get("eval_loss") for r in records], "s-", label="eval loss")
+    train = [r.get("train_loss") for r in records]
+    evaluation = [r.get("eval_loss") for r in records]
+    axis.plot(epochs, train, "o-", label="train loss")
+    axis.plot(epochs, evaluation, "s-", label="eval loss")
+    axis.set_yscale(loss_scale(train + evaluation))
     axis.set(xlabel="epoch", ylabel="loss", title="Loss: a widening gap means overfitting")
     axis.grid(alpha=0.3)
     axis.legend()

@@ -47,23 +47,29 @@ class Progress:
             sys.stdout.write("\n")
         print(line, flush=True)
 
-    def log(self, step: int, values: dict) -> dict:
-        """Prints the period's line (or updates the bar); returns the throughput figures."""
+    def log(self, step: int, values: dict, input_wait_seconds: float = 0.0) -> dict:
+        """Prints the period's line (or updates the bar); returns the throughput figures and
+        the share of the period the step waited for input."""
         now = time.perf_counter()
-        rate = (step - self.last_step) / max(now - self.last_time, 1e-9)
+        seconds = max(now - self.last_time, 1e-9)
+        rate = (step - self.last_step) / seconds
         self.last_time, self.last_step = now, step
-        speed = {"steps_per_sec": rate, "examples_per_sec": rate * self.batch_size}
+        figures = {
+            "steps_per_sec": rate,
+            "examples_per_sec": rate * self.batch_size,
+            "input_wait": min(1.0, input_wait_seconds / seconds),
+        }
         if self.bar:
             self.bar.update(step, [("loss", values["loss"]), ("lr", values["learning_rate"])])
-            return speed
+            return figures
         eta = (self.total - step) / rate if rate > 0 else 0
         print(
             f"step {step}/{self.total} (epoch {self.plan.epoch(step):.2f}) loss {values['loss']:.4f} "
             f"lr {values['learning_rate']:.2e} {rate:.1f} steps/s {rate * self.batch_size:.0f} ex/s "
-            f"ETA {duration(eta)}",
+            f"input wait {figures['input_wait']:.0%} ETA {duration(eta)}",
             flush=True,
         )
-        return speed
+        return figures
 
     def finish(self) -> None:
         if self.bar:

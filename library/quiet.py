@@ -33,4 +33,8 @@ def import_tensorflow():
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+    # TensorFlow's Python warnings speak to its developers, not to users of a command line:
+    # e.g. a checkpoint that does not restore (said in one line of ours) is followed by
+    # hundreds of "Value in checkpoint could not be found" lines when it is collected.
+    tf.get_logger().setLevel("ERROR")
     return tf

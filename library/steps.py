@@ -32,6 +32,8 @@ class StepState(tf.Module):
         self.learning_rate = tf.Variable(0.0, dtype=tf.float32, trainable=False, aggregation=_FIRST)  # fmt: skip
         # The learning-rate schedule's length, fixed by the run that started model_dir.
         self.schedule_steps = tf.Variable(0, dtype=tf.int64, trainable=False, aggregation=_FIRST)
+        # Seconds the train loop waited for input since the last log line.
+        self.input_wait = tf.Variable(0.0, dtype=tf.float64, trainable=False, aggregation=_FIRST)
         # A factor on every update, on top of the schedule (lowered on a plateau).
         self.lr_multiplier = tf.Variable(1.0, dtype=tf.float32, trainable=False, aggregation=_FIRST)  # fmt: skip
         self.log_loss = keras.metrics.Mean(name="log_loss")  # since the last log line
@@ -184,7 +186,8 @@ def build_train_loop(
 ):
     """Runs ``steps`` train steps inside one graph call (``steps_per_execution``).
 
-    ``input_summary(features)``, when given, is called on each batch in the graph (it records
+    The time spent waiting for each batch is added to ``state.input_wait`` (what tells an
+    input-bound run from a compute-bound one). ``input_summary(features)``, when given, is called on each batch in the graph (it records
     only at step 0: a picture of the input without spending a batch on it). Returns the count
     of non-finite steps in a row, the one value the loop must see each call.
     """
@@ -193,7 +196,12 @@ def build_train_loop(
     @tf.function
     def train_loop(iterator, steps):
         for _ in tf.range(steps):
-            features, labels = next(iterator)
+            started = tf.timestamp()
+            with tf.control_dependencies([started]):
+                element = next(iterator)
+            with tf.control_dependencies(tf.nest.flatten(element, expand_composites=True)):
+                state.input_wait.assign_add(tf.timestamp() - started)
+            features, labels = element
             if input_summary is not None:
                 input_summary(features)
             strategy.run(step, args=(features, labels))

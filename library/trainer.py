@@ -28,6 +28,8 @@ class Trainer:
     train_loop: Callable
     iterator: object
     restored: str | None  # the checkpoint this run resumed from
+    saved_step: int = -1  # the step of the newest checkpoint this run saved (or resumed from)
+    last_saved: str | None = None
 
     @property
     def step(self) -> int:
@@ -40,7 +42,9 @@ class Trainer:
     def save(self) -> str:
         """Saves a checkpoint at the current step; returns its prefix."""
         try:
-            return self.manager.save(checkpoint_number=self.step)
+            self.last_saved = self.manager.save(checkpoint_number=self.step)
+            self.saved_step = self.step
+            return self.last_saved
         except tf.errors.FailedPreconditionError as error:  # an iterator TF cannot serialize
             reason = error.message.strip().splitlines()[0]
             raise checkpoints.CheckpointError(
@@ -104,7 +108,12 @@ def create_trainer(
     train_step = steps.build_train_step(model, functions.loss_fn, optimizer, params, state)
     picture = input_picture(state.step, strategy) if input_picture else None
     train_loop = steps.build_train_loop(strategy, train_step, state, params.xla, picture)
-    return Trainer(strategy, model, optimizer, state, plan, manager, train_loop, iterator, restored)
+    trainer = Trainer(
+        strategy, model, optimizer, state, plan, manager, train_loop, iterator, restored
+    )
+    if restored:
+        trainer.saved_step, trainer.last_saved = trainer.step, restored
+    return trainer
 
 
 def _restore_input_position(iterator, prefix: str, say: Callable[[str], None]) -> None:

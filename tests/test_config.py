@@ -243,10 +243,26 @@ def test_resolved_configuration_is_saved_into_model_dir_and_reloads(tmp_path):
         HYPERPARAMETERS,
     )
     assert dict(again) == dict(params)
-    # Resuming with different values reports each difference.
+    # A resume with different values reports each difference and records it as history:
+    # the saved sets still say what started the run.
+    saved_before = (tmp_path / "run" / "hyperparameters.yaml").read_text()
     changed = params.replace(learning_rate=0.02, train_batch_size=16)
-    differences = config.save_config(changed, model_dir)
+    differences = config.save_config(changed, model_dir, resumed_at=40)
     assert sorted(differences) == ["learning_rate: 0.01 -> 0.02", "train_batch_size: 8 -> 16"]
+    assert (tmp_path / "run" / "hyperparameters.yaml").read_text() == saved_before
+    history = yaml.safe_load((tmp_path / "run" / config.CHANGES_FILE).read_text())
+    assert history[0]["step"] == 40
+    assert history[0]["changes"]["learning_rate"] == {"from": 0.01, "to": 0.02}
+    # The same configuration again is no change; going back is one.
+    assert config.save_config(changed, model_dir, resumed_at=60) == []
+    assert config.save_config(params, model_dir, resumed_at=80) == [
+        "train_batch_size: 16 -> 8",
+        "learning_rate: 0.02 -> 0.01",
+    ]
+    assert [
+        e["step"] for e in yaml.safe_load((tmp_path / "run" / config.CHANGES_FILE).read_text())
+    ] == [40, 80]
+    assert config.configuration_in_force(model_dir)["learning_rate"] == 0.01
 
 
 def test_shipped_sets_all_resolve():

@@ -1,5 +1,6 @@
 """The engine: an end-to-end run, learning, resume, best checkpoint, divergence."""
 
+import csv
 import glob
 import json
 import os
@@ -310,12 +311,16 @@ def test_evaluate_predict_and_export_modes(stripes_records, tmp_path, capsys):
         commands.run_mode("predict", params.replace(predict_files=str(images / "*.jpg")), PROJECT)
         == 0
     )
-    printed = {}
-    for line in capsys.readouterr().out.strip().splitlines():
-        path, rest = line.rsplit(": ", 1)
-        name, probability = rest.rstrip(")").split(" (")
-        printed[os.path.basename(path)] = (name, float(probability))
+    out = capsys.readouterr().out
+    assert f"predicting 3 images with {params.model_dir}/ckpt-2" in out
+    with open(os.path.join(params.model_dir, "predictions.csv"), encoding="utf-8") as stream:
+        rows = list(csv.DictReader(stream))
+    printed = {
+        os.path.basename(r["file"]): (r["class_name"], float(r["probability"])) for r in rows
+    }
     assert sorted(printed) == ["0.jpg", "1.jpg", "2.jpg"]
+    for name, (class_name, probability) in printed.items():
+        assert f"{name}: {class_name} ({probability:.3f})" in out
     # What the latest weights say about the same images, computed here by hand.
     net, _ = make_estimator(params).restore_model("latest")
     encoded = tf.constant([(images / name).read_bytes() for name in sorted(printed)])
