@@ -15,11 +15,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import keras
+import numpy as np
 import tensorflow as tf
 
-from library import checkpoints, plots, summaries
+from library import checkpoints, plots, steps, summaries
 from library.progress import Progress
 from library.schedule import Plan
+
+CONFUSION_PNG = "confusion_matrix.png"
+PREDICTIONS_PNG = "predictions.png"
 
 
 class Action:
@@ -45,15 +49,15 @@ class Evaluation:
     learning_rate: float | None  # the rate in force for the steps before this evaluation
     model: keras.Model
     checkpoint: str  # the checkpoint of these weights
+    confusion: np.ndarray | None = None  # true x predicted class counts, for a classifier
+    first_batch: tuple | None = None  # (features, labels) of the evaluation's first batch
     is_best: bool = field(default=False)  # set by KeepBest
 
 
 def checkpoint_values(state) -> tuple[float | None, float]:
     """``(train loss, learning rate)`` as a step state holds them: the mean training loss since
     the previous checkpoint (None if no step counted) and the rate of the last step."""
-    count = float(tf.convert_to_tensor(state.checkpoint_loss.count))
-    loss = float(state.checkpoint_loss.result()) if count else None
-    return loss, float(state.learning_rate.numpy())
+    return state.checkpoint_loss(), float(state.learning_rate.numpy())
 
 
 # -- train actions ----------------------------------------------------------------------------
@@ -109,7 +113,7 @@ class SaveCheckpoint(Action):
     def __call__(self, step: int) -> None:
         self.last = self.trainer.save()
         self.recorded = checkpoint_values(self.trainer.state)
-        self.trainer.state.checkpoint_loss.reset_state()  # the next checkpoint's period
+        self.trainer.state.reset_checkpoint_loss()  # the next checkpoint's period
 
 
 class Evaluate(Action):
@@ -148,6 +152,8 @@ class Evaluate(Action):
             learning_rate,
             self.trainer.model,
             self.saver.last or "",
+            self.evaluator.confusion,
+            self.evaluator.first_batch,
         )
         for record in self.recorders:
             record(evaluation)
@@ -205,20 +211,39 @@ class Background:
 
 
 class WriteEvalSummaries:
-    """Evaluation scalars, weight histograms and first-layer filters in ``eval/``.
+    """Evaluation scalars, weight histograms, first-layer filters and the activations of each
+    encoder block (layers named ``block...``) on the evaluation's first batch, in ``eval/``.
 
-    The weights are copied to the host at once and written in the background: histograms
-    cost tens of milliseconds that the training step need not wait for.
+    Weights and activations are copied to the host at once and written in the background:
+    histograms cost tens of milliseconds that the training step need not wait for.
     """
 
     def __init__(self, writers: summaries.Summaries):
         self.writers = writers
         self.background = Background("summaries")
+        self.blocks: tuple | None = None  # (model, its block-activations model)
 
     def __call__(self, evaluation: Evaluation) -> None:
         self.writers.scalars(self.writers.eval, evaluation.results, evaluation.step)
         weights = summaries.snapshot_weights(evaluation.model)
-        self.background.submit(summaries.write_weights, self.writers.eval, weights, evaluation.step)
+        step = evaluation.step
+        self.background.submit(summaries.write_weights, self.writers.eval, weights, step)
+        activations = self._activations(evaluation)
+        if activations:
+            self.background.submit(
+                summaries.write_activations, self.writers.eval, activations, step
+            )
+
+    def _activations(self, evaluation: Evaluation) -> dict:
+        if evaluation.first_batch is None:
+            return {}
+        if self.blocks is None or self.blocks[0] is not evaluation.model:
+            self.blocks = (evaluation.model, summaries.block_activations_model(evaluation.model))
+        blocks = self.blocks[1]
+        if blocks is None:
+            return {}
+        features = steps.model_inputs(blocks, evaluation.first_batch[0])
+        return {name: np.asarray(value) for name, value in blocks(features, training=False).items()}
 
     def finish(self) -> None:
         self.background.wait()
@@ -289,6 +314,49 @@ class KeepBest:
             self.exporter.export_saved_model(self.export_fn)
 
 
+class DrawBestFigures:
+    """For a classifier, when the best changes: the confusion matrix of its evaluation and
+    its predictions on the evaluation's first batch, as PNGs in the best folder (drawn in the
+    background; the predictions are made at once, with the weights being evaluated)."""
+
+    def __init__(self, directory: str, predictions_fn: Callable, class_names=None):
+        self.directory, self.predictions_fn = directory, predictions_fn
+        self.class_names = class_names
+        self.background = Background("figures", coalesce=True)
+
+    def __call__(self, evaluation: Evaluation) -> None:
+        if not evaluation.is_best or evaluation.confusion is None:
+            return
+        title = f"step {evaluation.step} (epoch {evaluation.epoch:.2f})"
+        self.background.submit(
+            plots.plot_confusion_matrix,
+            evaluation.confusion,
+            self.class_names,
+            os.path.join(self.directory, CONFUSION_PNG),
+            f"Best checkpoint, {title}:",
+        )
+        if evaluation.first_batch is None:
+            return
+        features, labels = evaluation.first_batch
+        images = features["image"] if isinstance(features, dict) else features
+        model = evaluation.model
+        outputs = model(steps.model_inputs(model, features), training=False)
+        predictions = {k: np.asarray(v) for k, v in self.predictions_fn(outputs).items()}
+        self.background.submit(
+            plots.plot_sample_predictions,
+            np.asarray(images)[:24],
+            np.asarray(labels)[:24],
+            predictions["class"][:24],
+            predictions.get("probability", np.ones(len(predictions["class"])))[:24],
+            self.class_names,
+            os.path.join(self.directory, PREDICTIONS_PNG),
+            f"Best checkpoint, {title}: true class (-> predicted when wrong), probability",
+        )
+
+    def finish(self) -> None:
+        self.background.wait()
+
+
 class SayEvaluation:
     """The evaluation's one line (after KeepBest, which marks a new best)."""
 
@@ -309,20 +377,20 @@ def evaluation_recorders(
     best: checkpoints.BestExporter,
     export_fn: Callable[[str, str], None] | None,
     say: Callable[[str], None],
+    predictions_fn: Callable | None = None,
+    class_names=None,
 ) -> list:
-    """The standard recorders, in order: summaries, best, metrics.jsonl, plots, the line.
+    """The standard recorders, in order: summaries, best (and its figures), metrics.jsonl,
+    plots, the line.
 
     The metrics.jsonl row comes after the best: a run killed in between evaluates that step
     again when it resumes (the row is what says an evaluation happened), so the best never
     misses an evaluation.
     """
-    return [
-        WriteEvalSummaries(writers),
-        KeepBest(best, export_fn),
-        AppendMetrics(model_dir),
-        DrawPlots(model_dir),
-        SayEvaluation(say),
-    ]
+    recorders = [WriteEvalSummaries(writers), KeepBest(best, export_fn)]
+    if predictions_fn is not None:
+        recorders.append(DrawBestFigures(best.directory, predictions_fn, class_names))
+    return [*recorders, AppendMetrics(model_dir), DrawPlots(model_dir), SayEvaluation(say)]
 
 
 def describe(plan: Plan) -> str:

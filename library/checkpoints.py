@@ -114,6 +114,13 @@ def _rewrite_state(directory: str, prefixes: list[str]) -> None:
     """
     lines = [f'model_checkpoint_path: "{os.path.basename(prefixes[-1])}"']
     lines += [f'all_model_checkpoint_paths: "{os.path.basename(p)}"' for p in prefixes]
+    # Without their times, CheckpointManager takes the listed checkpoints for ones it must
+    # preserve, and keep_checkpoints would never delete them.
+    lines += [
+        f"all_model_checkpoint_timestamps: {tf.io.gfile.stat(p + '.index').mtime_nsec / 1e9}"
+        for p in prefixes
+    ]
+    lines.append("last_preserved_timestamp: 0.0")
     path = os.path.join(directory, "checkpoint")
     temporary = f"{path}.tmp-{os.getpid()}"
     with tf.io.gfile.GFile(temporary, "w") as stream:

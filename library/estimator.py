@@ -16,7 +16,15 @@ from dataclasses import dataclass
 import keras
 import tensorflow as tf
 
-from library import actions, checkpoints, config, distribute, export, provenance, summaries
+from library import (
+    actions,
+    checkpoints,
+    config,
+    distribute,
+    export,
+    provenance,
+    summaries,
+)
 from library.contract import Functions
 from library.evaluator import Evaluator
 from library.files import atomic_write_text
@@ -176,8 +184,9 @@ class Estimator:
             (plan.log_every_steps, evaluate_every), trainer, progress, writers.train
         )
         saver = actions.SaveCheckpoint((plan.checkpoint_every_steps, evaluate_every), trainer)
+        train_actions = [log, saver]
         if eval_spec is None:
-            return [log, saver]
+            return train_actions
         # This run writes metrics.jsonl: the evaluations after the step it resumed from will
         # be made again.
         summaries.truncate_metrics(params.model_dir, trainer.step)
@@ -188,7 +197,13 @@ class Estimator:
             )
         export_fn = self._export_checkpoint if self.functions.serving_fn else None
         recorders = actions.evaluation_recorders(
-            params.model_dir, writers, best, export_fn, progress.say
+            params.model_dir,
+            writers,
+            best,
+            export_fn,
+            progress.say,
+            self.functions.predictions_fn,
+            self.class_names,
         )
         evaluate = actions.Evaluate(
             plan.eval_every_steps,
@@ -201,7 +216,7 @@ class Estimator:
             progress,
         )
         evaluate.catch_up(self.say)
-        return [log, saver, evaluate]
+        return [*train_actions, evaluate]
 
     # -- evaluation, prediction, export ----------------------------------------------------
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from library import checkpoints, distribute, steps
@@ -13,17 +14,45 @@ from library.config import Params
 from library.contract import Functions
 
 
+class ConfusionMatrix(keras.metrics.Metric):
+    """Counts of (true class, predicted class) pairs, summed over replicas."""
+
+    def __init__(self, num_classes: int, name: str = "confusion_matrix"):
+        super().__init__(name=name)
+        self.num_classes = num_classes
+        self.counts = self.add_variable(
+            (num_classes, num_classes), initializer="zeros", dtype="int64", aggregation="sum"
+        )
+
+    def update_state(self, labels, predicted):
+        self.counts.assign_add(
+            tf.math.confusion_matrix(
+                tf.reshape(labels, [-1]),
+                tf.reshape(predicted, [-1]),
+                num_classes=self.num_classes,
+                dtype=tf.int64,
+            )
+        )
+
+    def result(self):
+        return tf.convert_to_tensor(self.counts)
+
+
 class Evaluator:
     """The eval loss and the project's metrics over an input function.
 
     Its metrics and step are built once per model and reused: evaluating often (every
-    checkpoint) retraces nothing.
+    checkpoint) retraces nothing. For a classifier (``predictions_fn`` gives ``class``,
+    ``num_classes`` is known) it also keeps the last evaluation's confusion matrix, and the
+    first batch it saw (for the figures and activation histograms of the recorders).
     """
 
     def __init__(self, functions: Functions, params: Params, strategy: tf.distribute.Strategy):
         self.functions, self.params, self.strategy = functions, params, strategy
-        self._compiled: tuple | None = None  # (model, loss, metrics, eval step)
+        self._compiled: tuple | None = None  # (model, loss, metrics, confusion, eval step)
         self._restorable: keras.Model | None = None  # built once, for checkpoints
+        self.confusion: np.ndarray | None = None  # of the last evaluation
+        self.first_batch: tuple | None = None  # (features, labels) of the last evaluation
 
     def evaluate(
         self, model: keras.Model, input_fn: Callable, max_batches: int | None = None
@@ -35,28 +64,53 @@ class Evaluator:
             input_fn: an input function of an optional input context.
             max_batches: stop after this many batches (None: the whole dataset).
         """
-        _, loss, metrics, eval_step = self._compile(model)
-        for metric in [loss, *metrics.values()]:
+        _, loss, metrics, confusion, eval_step = self._compile(model)
+        for metric in [loss, *metrics.values(), *([confusion] if confusion else [])]:
             metric.reset_state()
         dataset = distribute.distribute_dataset(self.strategy, input_fn)
+        self.first_batch = None
         for batches, (features, labels) in enumerate(dataset):
             if max_batches and batches >= max_batches:
                 break
+            if batches == 0:
+                self.first_batch = distribute.first_replica(self.strategy, (features, labels))
             eval_step(features, labels)
         results = {"loss": float(loss.result())}
         results.update({name: float(m.result()) for name, m in metrics.items()})
+        self.confusion = confusion.result().numpy() if confusion is not None else None
         return results
 
     def _compile(self, model: keras.Model) -> tuple:
         if self._compiled is None or self._compiled[0] is not model:
+            classes = self.params.get("num_classes", 0)
             with self.strategy.scope():
                 loss = keras.metrics.Mean(name="loss")
                 metrics = dict(self.functions.metrics_fn(self.params))
+                confusion = ConfusionMatrix(classes) if self._classifies(model, classes) else None
             eval_step = steps.build_eval_step(
-                self.strategy, model, self.functions.loss_fn, self.params, loss, metrics
+                self.strategy,
+                model,
+                self.functions.loss_fn,
+                self.params,
+                loss,
+                metrics,
+                self.functions.predictions_fn,
+                confusion,
             )
-            self._compiled = (model, loss, metrics, eval_step)
+            self._compiled = (model, loss, metrics, confusion, eval_step)
         return self._compiled
+
+    def _classifies(self, model: keras.Model, classes: int) -> bool:
+        """Whether predictions_fn gives a ``class`` for this model's output (on a symbolic
+        output, so nothing runs)."""
+        if classes < 2:
+            return False
+        try:
+            spec = tf.TensorSpec((1, *model.output_shape[1:]), model.output.dtype)
+            predicted = tf.function(self.functions.predictions_fn).get_concrete_function(spec)
+            return "class" in predicted.structured_outputs
+        except (TypeError, ValueError, AttributeError):
+            return False
 
     def restore(self, prefix: str) -> tuple[keras.Model, steps.StepState]:
         """This evaluator's own model (built once) with the weights of checkpoint ``prefix``.

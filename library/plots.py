@@ -1,4 +1,5 @@
-"""Matplotlib figures drawn from ``metrics.jsonl``: train and eval loss in one figure."""
+"""Matplotlib figures: curves drawn from ``metrics.jsonl`` (train and eval loss in one figure),
+and the best checkpoint's confusion matrix and sample predictions."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import math
 import os
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")  # files only: no display needed, none wanted
 import matplotlib.pyplot as plt
@@ -59,3 +61,68 @@ def plot_metrics(records: list[dict], plots_dir: str) -> list[str]:
         written.append(os.path.join(plots_dir, f"{name}.png"))
         _save(figure, written[-1])
     return written
+
+
+def plot_confusion_matrix(confusion, class_names, path: str, title: str = "") -> str:
+    """Counts of true (rows) against predicted (columns) classes, the diagonal being right."""
+    confusion = np.asarray(confusion)
+    classes = len(confusion)
+    names = list(class_names) if class_names else [str(i) for i in range(classes)]
+    side = max(4.0, 0.45 * classes + 2)
+    figure, axis = plt.subplots(figsize=(side + 1, side))
+    image = axis.imshow(confusion, cmap="Blues")
+    figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04)
+    if classes <= 30:
+        axis.set_xticks(range(classes), names, rotation=90)
+        axis.set_yticks(range(classes), names)
+        high = confusion.max() if confusion.size else 0
+        for (row, column), count in np.ndenumerate(confusion):
+            if count:
+                colour = "white" if count > high / 2 else "black"
+                axis.text(
+                    column, row, str(count), ha="center", va="center", color=colour, fontsize=8
+                )
+    accuracy = np.trace(confusion) / max(1, confusion.sum())
+    axis.set(xlabel="predicted class", ylabel="true class")
+    axis.set_title(f"{title} accuracy {accuracy:.3f}".strip())
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    _save(figure, path)
+    return path
+
+
+def plot_sample_predictions(images, labels, predicted, probabilities, class_names, path, title=""):
+    """A grid of images with their true and predicted classes; wrong ones in red, framed."""
+    count = min(len(images), 24)
+    columns = min(8, count)
+    rows = (count + columns - 1) // columns
+    figure, axes = plt.subplots(rows, columns, figsize=(1.3 * columns, 1.55 * rows), squeeze=False)
+    names = list(class_names) if class_names else None
+
+    def label(k: int) -> str:
+        return names[k] if names and k < len(names) else str(k)
+
+    for axis in axes.flat:
+        axis.axis("off")
+    for i, axis in enumerate(axes.flat[:count]):
+        image = np.clip(np.asarray(images[i], dtype=np.float32), 0, 1)
+        axis.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray")
+        truth, guess = int(labels[i]), int(predicted[i])
+        right = truth == guess
+        axis.set_title(
+            f"{label(truth)}"
+            + ("" if right else f" -> {label(guess)}")
+            + f"\n{probabilities[i]:.2f}",
+            fontsize=7,
+            color="green" if right else "red",
+        )
+        if not right:
+            axis.axis("on")
+            axis.set_xticks([])
+            axis.set_yticks([])
+            for spine in axis.spines.values():
+                spine.set_color("red")
+                spine.set_linewidth(2)
+    figure.suptitle(title or "true class (-> predicted when wrong), probability", fontsize=9)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    _save(figure, path)
+    return path

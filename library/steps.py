@@ -13,6 +13,7 @@ import keras
 import tensorflow as tf
 
 _FIRST = tf.VariableAggregation.ONLY_FIRST_REPLICA  # counters: every replica counts the same
+_SUM = tf.VariableAggregation.SUM  # sums each replica adds to
 
 
 class StepState(tf.Module):
@@ -37,7 +38,20 @@ class StepState(tf.Module):
         # A factor on every update, on top of the schedule (lowered on a plateau).
         self.lr_multiplier = tf.Variable(1.0, dtype=tf.float32, trainable=False, aggregation=_FIRST)  # fmt: skip
         self.log_loss = keras.metrics.Mean(name="log_loss")  # since the last log line
-        self.checkpoint_loss = keras.metrics.Mean(name="checkpoint_loss")  # since the last save
+        # The training loss since the last checkpoint, as a sum and a count of (finite) steps:
+        # plain variables, so that each checkpoint holds the loss of the steps before it.
+        summed = {"synchronization": tf.VariableSynchronization.ON_READ, "aggregation": _SUM}
+        self.checkpoint_loss_total = tf.Variable(0.0, trainable=False, **summed)
+        self.checkpoint_loss_count = tf.Variable(0.0, trainable=False, **summed)
+
+    def checkpoint_loss(self) -> float | None:
+        """The mean training loss since the last checkpoint (None if no step counted)."""
+        count = float(self.checkpoint_loss_count.numpy())
+        return float(self.checkpoint_loss_total.numpy()) / count if count else None
+
+    def reset_checkpoint_loss(self) -> None:
+        self.checkpoint_loss_total.assign(0.0)
+        self.checkpoint_loss_count.assign(0.0)
 
 
 def model_inputs(model: keras.Model, features):
@@ -174,7 +188,8 @@ def record_step(state: StepState, finite, grad_norm, per_example) -> None:
     batch_loss = tf.where(finite, tf.reduce_mean(tf.cast(per_example, tf.float32)), 0.0)
     weight = tf.cast(finite, tf.float32)
     state.log_loss.update_state(batch_loss, sample_weight=weight)
-    state.checkpoint_loss.update_state(batch_loss, sample_weight=weight)
+    state.checkpoint_loss_total.assign_add(batch_loss * weight)
+    state.checkpoint_loss_count.assign_add(weight)
 
 
 def build_train_loop(
@@ -217,14 +232,22 @@ def build_eval_step(
     params: Mapping,
     loss_metric: keras.metrics.Metric,
     metrics: Mapping[str, keras.metrics.Metric],
+    predictions_fn: Callable | None = None,
+    confusion: keras.metrics.Metric | None = None,
 ):
-    """Accumulates the eval loss and metrics for one (distributed) batch, in inference mode."""
+    """Accumulates the eval loss and metrics for one (distributed) batch, in inference mode.
+
+    With ``confusion``, also the confusion matrix of the ``class`` that ``predictions_fn``
+    predicts (for a classifier).
+    """
 
     def replica_step(features, labels):
         outputs = model(model_inputs(model, features), training=False)
         loss_metric.update_state(tf.cast(loss_fn(labels, outputs, params), tf.float32))
         for metric in metrics.values():
             metric.update_state(labels, outputs)
+        if confusion is not None:
+            confusion.update_state(labels, predictions_fn(outputs)["class"])
 
     @tf.function(reduce_retracing=True)
     def eval_step(features, labels):

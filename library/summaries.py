@@ -43,7 +43,8 @@ class Summaries:
         def record(features):
             images = strategy.experimental_local_results(features["image"])[0]
             with self.train.as_default(step=step), tf.summary.record_if(tf.equal(step, 0)):
-                tf.summary.image("input", images[:max_images], max_outputs=max_images)
+                with tf.compat.v1.name_scope(None):  # "input", not the loop's "while/input"
+                    tf.summary.image("input", images[:max_images], max_outputs=max_images)
 
         return record
 
@@ -61,6 +62,31 @@ def snapshot_weights(model: keras.Model) -> list[tuple[str, np.ndarray]]:
     ``write_weights`` needs, taken in milliseconds so that it can be written in the
     background while training moves on."""
     return [(v.path, np.asarray(v.numpy())) for v in model.trainable_variables]
+
+
+BLOCK_PREFIX = "block"
+
+
+def block_activations_model(model: keras.Model) -> keras.Model | None:
+    """A model giving the outputs of the layers named ``block...`` (the encoder's blocks), or
+    None when there are none (or the model is not functional)."""
+    try:
+        blocks = [
+            layer for layer in model._flatten_layers(include_self=False)
+            if layer.name.startswith(BLOCK_PREFIX)
+        ]  # fmt: skip
+        if not blocks:
+            return None
+        return keras.Model(model.inputs, {layer.name: layer.output for layer in blocks})
+    except (AttributeError, ValueError):
+        return None
+
+
+def write_activations(writer, activations: dict[str, np.ndarray], step: int) -> None:
+    """Histograms of each block's output on an evaluation batch (``activations/<block>``)."""
+    with writer.as_default(step=step):
+        for name, values in activations.items():
+            histogram(f"activations/{name}", values, step)
 
 
 def histogram(name: str, values: np.ndarray, step: int, buckets: int = 30) -> None:

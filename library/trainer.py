@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import keras
 import tensorflow as tf
 
-from library import checkpoints, distribute, steps
+from library import batch_norm, checkpoints, distribute, steps
 from library.config import Params
 from library.contract import Functions
 from library.schedule import Plan
@@ -30,6 +30,7 @@ class Trainer:
     restored: str | None  # the checkpoint this run resumed from
     saved_step: int = -1  # the step of the newest checkpoint this run saved (or resumed from)
     last_saved: str | None = None
+    refresh_statistics: Callable[[], None] | None = None  # batch norm, before each save
 
     @property
     def step(self) -> int:
@@ -40,7 +41,13 @@ class Trainer:
         return int(self.train_loop(self.iterator, tf.constant(num_steps, tf.int64)))
 
     def save(self) -> str:
-        """Saves a checkpoint at the current step; returns its prefix."""
+        """Saves a checkpoint at the current step; returns its prefix.
+
+        Batch-norm statistics are re-estimated with the weights being saved first (when
+        ``batch_norm_refresh_batches`` > 0), so that every checkpoint evaluates as it trained.
+        """
+        if self.refresh_statistics is not None:
+            self.refresh_statistics()
         try:
             self.last_saved = self.manager.save(checkpoint_number=self.step)
             self.saved_step = self.step
@@ -95,10 +102,15 @@ def create_trainer(
         checkpoints.restore_from(tf.train.Checkpoint(optimizer=optimizer), restored)
     saved = {"model": model, "optimizer": optimizer, "state": state}
     iterator = iter(distribute.distribute_dataset(strategy, input_fn))
+    refresh_statistics = _statistics_refresher(
+        strategy, model, input_fn, params.batch_norm_refresh_batches
+    )
     if params.checkpoint_input_pipeline:
         saved["iterator"] = iterator
-        if restored:  # apart from the rest: an older checkpoint may not hold it
-            _restore_input_position(iterator, restored, say)
+        if refresh_statistics is not None:  # its batches too, for an exact resume
+            saved["statistics_iterator"] = refresh_statistics.iterator
+        if restored:  # apart from the rest: an older checkpoint may not hold them
+            _restore_input_position(saved, restored, say)
     manager = tf.train.CheckpointManager(
         tf.train.Checkpoint(**saved),
         params.model_dir,
@@ -111,14 +123,35 @@ def create_trainer(
     trainer = Trainer(
         strategy, model, optimizer, state, plan, manager, train_loop, iterator, restored
     )
+    trainer.refresh_statistics = refresh_statistics
     if restored:
         trainer.saved_step, trainer.last_saved = trainer.step, restored
     return trainer
 
 
-def _restore_input_position(iterator, prefix: str, say: Callable[[str], None]) -> None:
+class _StatisticsRefresher:
+    """Re-estimates batch-norm statistics from ``batches`` training batches of an input
+    pipeline of its own."""
+
+    def __init__(self, refresh: Callable, iterator, batches: int):
+        self.refresh, self.iterator, self.batches = refresh, iterator, batches
+
+    def __call__(self) -> None:
+        self.refresh(self.iterator, tf.constant(self.batches, tf.int64))
+
+
+def _statistics_refresher(strategy, model, input_fn, batches: int) -> _StatisticsRefresher | None:
+    refresh = batch_norm.build_refresh(strategy, model) if batches else None
+    if refresh is None:
+        return None
+    iterator = iter(distribute.distribute_dataset(strategy, input_fn))
+    return _StatisticsRefresher(refresh, iterator, batches)
+
+
+def _restore_input_position(saved: dict, prefix: str, say: Callable[[str], None]) -> None:
+    iterators = {k: v for k, v in saved.items() if k.endswith("iterator")}
     try:
-        checkpoints.restore_from(tf.train.Checkpoint(iterator=iterator), prefix)
+        checkpoints.restore_from(tf.train.Checkpoint(**iterators), prefix)
         say("the input pipeline resumes at its saved position")
     except (AssertionError, ValueError, tf.errors.OpError):
         say(f"{prefix} holds no input position: the input pipeline starts afresh")

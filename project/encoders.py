@@ -23,16 +23,20 @@ def conv_bn_relu(x, filters, params, strides=1, name=None):
 
 
 def small_cnn(images, params):
-    """A few conv blocks (conv, batch norm, ReLU, pooling) and global average pooling."""
+    """A few conv blocks (conv, batch norm, ReLU, pooling) and global average pooling.
+
+    A layer named ``block...`` ends an encoder block: its output's histogram goes to
+    TensorBoard at each evaluation.
+    """
     x = images
-    for filters in (32, 64, 128):
+    for index, filters in enumerate((32, 64, 128), 1):
         x = conv_bn_relu(x, filters, params)
         x = conv_bn_relu(x, filters, params)
-        x = layers.MaxPooling2D()(x)
+        x = layers.MaxPooling2D(name=f"block{index}")(x)
     return layers.GlobalAveragePooling2D()(x)
 
 
-def residual_block(x, filters, params, strides=1):
+def residual_block(x, filters, params, strides=1, name=None):
     """The basic ResNet block: two 3x3 convolutions and a shortcut (projected when needed)."""
     regularizer = keras.regularizers.L2(params.l2_regularization)
     shortcut = x
@@ -44,10 +48,10 @@ def residual_block(x, filters, params, strides=1):
             filters, 1, strides=strides, use_bias=False, kernel_regularizer=regularizer
         )(x)
         shortcut = layers.BatchNormalization(momentum=params.batch_norm_momentum)(shortcut)
-    return layers.ReLU()(layers.Add()([y, shortcut]))
+    return layers.ReLU(name=name)(layers.Add()([y, shortcut]))
 
 
-def preactivation_block(x, filters, params, strides=1):
+def preactivation_block(x, filters, params, strides=1, name=None):
     """The full pre-activation block (He et al. 2016): BN and ReLU before each convolution."""
     regularizer = keras.regularizers.L2(params.l2_regularization)
     y = layers.ReLU()(layers.BatchNormalization(momentum=params.batch_norm_momentum)(x))
@@ -61,7 +65,7 @@ def preactivation_block(x, filters, params, strides=1):
     )(y)
     y = layers.ReLU()(layers.BatchNormalization(momentum=params.batch_norm_momentum)(y))
     y = layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_regularizer=regularizer)(y)
-    return layers.Add()([y, shortcut])
+    return layers.Add(name=name)([y, shortcut])
 
 
 def resnet(images, params):
@@ -78,7 +82,8 @@ def resnet(images, params):
     for stage in range(3):
         for index in range(blocks):
             strides = 2 if stage > 0 and index == 0 else 1
-            x = block(x, params.resnet_width * 2**stage, params, strides)
+            name = f"block{stage + 1}_{index + 1}"
+            x = block(x, params.resnet_width * 2**stage, params, strides, name=name)
     if params.resnet_preactivation:
         x = layers.ReLU()(layers.BatchNormalization(momentum=params.batch_norm_momentum)(x))
     return layers.GlobalAveragePooling2D()(x)

@@ -25,7 +25,7 @@ HYPERPARAMETERS = (
     Field("image_size", int, 224, "side of the square network input", interval="[8, inf)"),
     Field("num_classes", int, 0, "classes; 0: count the lines of the labels file", interval="[0, inf)"),
     Field("dropout_rate", float, 0.5, "dropout before the classifier", interval="[0, 1)"),
-    Field("batch_norm_momentum", float, 0.99, "batch-norm moving-average momentum; lower for short runs", interval="[0, 1)"),
+    Field("batch_norm_momentum", float, 0.9, "batch-norm moving-average momentum (PyTorch's default; Keras' 0.99 lags on short runs)", interval="[0, 1)"),
     Field("resnet_depth", int, 20, "CIFAR ResNet depth (6n+2)", interval="[8, inf)"),
     Field("resnet_width", int, 16, "CIFAR ResNet width of the first stage", interval="[1, inf)"),
     Field("resnet_preactivation", bool, False, "pre-activation residual blocks"),

@@ -14,6 +14,8 @@ def test_replay_buffer_feeds_batches_through_from_generator():
     dataset = dqn.experience_dataset(buffer, batch_size=5, observation_size=4)
     observations, actions, rewards, next_observations, dones = next(iter(dataset))
     assert observations.shape == (5, 4) and actions.dtype == tf.int32
+    # Each field comes from the same transition: the action added with observation i was i % 2.
+    np.testing.assert_array_equal(actions.numpy(), observations[:, 0].numpy().astype(int) % 2)
     np.testing.assert_array_equal(rewards.numpy(), np.ones(5, np.float32))
     assert set(observations[:, 0].numpy()) <= set(range(2, 10))
     np.testing.assert_array_equal(next_observations.numpy(), observations.numpy() + 1)

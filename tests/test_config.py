@@ -221,7 +221,7 @@ def test_print_config_and_help_answer_without_tensorflow(tmp_path):
     assert (
         "--learning_rate" in help_text and "--xla" in help_text and "(default: 0.001)" in help_text
     )
-    probe = "import sys, library.cli, library.config; print('tensorflow' in sys.modules)"
+    probe = "import sys, run; print('tensorflow' in sys.modules)"
     imported = subprocess.run(
         [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True
     )

@@ -102,16 +102,34 @@ def test_end_to_end_smoke_run_leaves_outputs_that_agree(stripes_records, tmp_pat
     assert "Total params" in (model_dir / "model_summary.txt").read_text()
     for plot in ("loss.png", "eval_accuracy.png", "learning_rate.png"):
         assert (model_dir / "plots" / plot).read_bytes()[:4] == b"\x89PNG"
-    assert glob.glob(str(model_dir / "train" / "events.out.tfevents.*"))
-    assert glob.glob(str(model_dir / "eval" / "events.out.tfevents.*"))
-    # The best SavedModel loads back and predicts from encoded image bytes.
+    train_tags, eval_tags = event_tags(model_dir / "train"), event_tags(model_dir / "eval")
+    assert {"loss", "learning_rate", "steps_per_sec", "input_wait", "input"} <= set(train_tags), (
+        train_tags
+    )
+    assert eval_tags["loss"] == eval_tags["accuracy"] == [2, 4]
+    # The best SavedModel loads back and predicts from encoded image bytes what the best
+    # checkpoint's weights predict.
     loaded = tf.saved_model.load(str(best_dir / "saved_model"))
     serve = loaded.signatures["serving_default"]
-    image = jpeg_bytes(textured_image(40, 40, seed=1))
-    out = serve(image_bytes=tf.constant([image, image]))
-    assert out["probabilities"].shape == (2, 2)
+    images = [jpeg_bytes(textured_image(40, 40, seed=s)) for s in (1, 2)]
+    out = serve(image_bytes=tf.constant(images))
+    params = make_params(stripes_records, tmp_path, image_size=32)
+    net, prefix = make_estimator(params).restore_model("best")
+    assert prefix == str(best_dir / best["checkpoint"])
+    features = project_inputs.decode_batch(tf.constant(images), False, params)
+    by_hand = tf.nn.softmax(net({"image": features}, training=False)).numpy()
+    np.testing.assert_allclose(out["probabilities"].numpy(), by_hand, rtol=1e-4, atol=1e-6)
     assert set(out["class_name"].numpy()) <= {b"horizontal", b"vertical"}
-    np.testing.assert_allclose(out["probabilities"].numpy().sum(axis=1), 1.0, rtol=1e-5)
+
+
+def event_tags(folder):
+    """{tag: [steps]} of the TensorBoard events in ``folder``."""
+    tags = {}
+    for path in sorted(glob.glob(str(folder / "events.out.tfevents.*"))):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                tags.setdefault(value.tag, []).append(event.step)
+    return {tag: sorted(steps) for tag, steps in tags.items()}
 
 
 def test_loss_halves_on_a_learnable_problem(tmp_path):
@@ -173,13 +191,15 @@ def trained_twice(stripes_records, tmp_path):
 
 
 def test_garbage_state_file_does_not_restart_from_scratch(trained_twice, capsys):
-    params = trained_twice
+    params = trained_twice.replace(keep_checkpoints=2)
     with open(os.path.join(params.model_dir, "checkpoint"), "w") as stream:
         stream.write("this is not a checkpoint state\x00\x01")
     assert tf.train.latest_checkpoint(params.model_dir) is None  # the trap
-    assert _train_to(params, 6) == 6
-    assert "resuming from" in capsys.readouterr().out
-    assert tf.train.latest_checkpoint(params.model_dir).endswith("ckpt-6")
+    assert _train_to(params, 8) == 8
+    assert "ckpt-4 at step 4" in capsys.readouterr().out  # the newest, not an older one
+    assert tf.train.latest_checkpoint(params.model_dir).endswith("ckpt-8")
+    # The rewritten state still lets keep_checkpoints delete the checkpoints it lists.
+    assert [n for n, _ in checkpoints.numbered_checkpoints(params.model_dir)] == [8, 6]
 
 
 def test_truncated_newest_checkpoint_falls_back_to_the_previous(trained_twice, capsys):
@@ -302,7 +322,11 @@ def test_evaluate_predict_and_export_modes(stripes_records, tmp_path, capsys):
     train_and_evaluate(make_estimator(params), train, evaluation)
     capsys.readouterr()
     assert commands.run_mode("evaluate", params.replace(checkpoint="best"), PROJECT) == 0
-    assert "accuracy" in capsys.readouterr().out
+    # The best checkpoint (in best_model_dir), evaluated on the same data as during training.
+    (row,) = summaries.read_metrics(params.model_dir)
+    printed = capsys.readouterr().out
+    assert f"evaluated {params.best_model_dir}/ckpt-2 on {params.eval_files}" in printed
+    assert f"loss {row['eval_loss']:.4f}, accuracy {row['eval_accuracy']:.4f}" in printed
     images = tmp_path / "predict"
     images.mkdir()
     for i in range(3):
@@ -354,6 +378,12 @@ def test_xla_compiled_loop_trains_and_still_skips_nonfinite_steps():
     train_step = steps.build_train_step(net, losses.loss_fn, optimizer, params, state)
     strategy = tf.distribute.get_strategy()
     train_loop = steps.build_train_loop(strategy, train_step, state, xla=True)
+    probe = iter(
+        tf.data.Dataset.from_tensors(({"image": tf.zeros([4, 8, 8, 3])}, tf.zeros([4], tf.int32)))
+    )
+    graph = train_loop.get_concrete_function(probe, tf.constant(1, tf.int64)).graph.as_graph_def()
+    nodes = [*graph.node, *(n for f in graph.library.function for n in f.node_def)]
+    assert any(n.attr["_XlaMustCompile"].b for n in nodes)  # the step really is compiled
     images = tf.random.uniform([3, 4, 8, 8, 3])
     images = tf.tensor_scatter_nd_update(images, [[1, 0, 0, 0, 0]], [np.nan])  # batch 1 is poisoned
     dataset = tf.data.Dataset.from_tensor_slices(

@@ -87,7 +87,8 @@ def test_project_preprocessing_sizes_normalises_and_is_stateless():
 def test_training_input_fn_yields_right_shapes_dtypes_and_labels(stripes_records):
     params = params_for(stripes_records)
     dataset = project_inputs.input_fn(params.train_files, ModeKeys.TRAIN, params)
-    for features, labels in dataset.take(3):  # repeats: more batches than one epoch holds
+    assert sum(1 for _ in dataset.take(13)) == 13  # repeats: 6 batches make an epoch
+    for features, labels in dataset.take(3):
         assert features["image"].shape == (8, 24, 24, 3)
         assert features["image"].dtype == tf.float32
         assert labels.dtype == tf.int32 and set(labels.numpy()) <= {0, 1}
@@ -149,6 +150,13 @@ def test_skip_corrupt_records_reads_the_rest_and_reports_the_loss(truncated_copy
     lost = int(lines[0].split("skipping ")[1].split(" of ")[0])
     assert read == 48 - lost and lost > 0
     assert "of 24 records" in lines[0]
+    # The option the user sets reaches the project's input_fn: it reads the same records.
+    labels = [
+        label
+        for _, batch in project_inputs.input_fn(params.train_files, ModeKeys.EVAL, params)
+        for label in batch.numpy()
+    ]
+    assert len(labels) == 48 - lost
 
 
 def test_undecodable_record_is_named_by_filename(tmp_path, stripes_records):

@@ -82,6 +82,9 @@ def test_the_gated_head_trains_through_the_hand_written_gradient():
         out = tf.reduce_sum(gate(features))
     grads = tape.gradient(out, gate.trainable_variables)
     assert all(np.all(np.isfinite(g.numpy())) for g in grads)
+    # The gate's graph holds the op tf.custom_gradient registers its gradient on.
+    graph = tf.function(gate).get_concrete_function(tf.TensorSpec([2, 3])).graph
+    assert any("_gradient_op_type" in op.node_def.attr for op in graph.get_operations())
 
 
 def test_per_example_gradients_match_a_batch_size_one_loop():
