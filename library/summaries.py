@@ -42,9 +42,12 @@ class Summaries:
 
         def record(features):
             images = strategy.experimental_local_results(features["image"])[0]
-            with self.train.as_default(step=step), tf.summary.record_if(tf.equal(step, 0)):
-                with tf.compat.v1.name_scope(None):  # "input", not the loop's "while/input"
-                    tf.summary.image("input", images[:max_images], max_outputs=max_images)
+            with (
+                self.train.as_default(step=step),
+                tf.summary.record_if(tf.equal(step, 0)),
+                tf.compat.v1.name_scope(None),  # "input", not the loop's "while/input"
+            ):
+                tf.summary.image("input", images[:max_images], max_outputs=max_images)
 
         return record
 
