@@ -357,6 +357,22 @@ class DrawBestFigures:
         self.background.wait()
 
 
+class ApplyPatience:
+    """Plateau and early stopping after each evaluation (``library/patience.py``): lowers the
+    trainer's learning-rate multiplier, or asks the loop to stop."""
+
+    def __init__(self, patience, trainer, stop, say: Callable[[str], None]):
+        self.patience, self.trainer, self.stop, self.say = patience, trainer, stop, say
+
+    def __call__(self, evaluation: Evaluation) -> None:
+        rate = evaluation.learning_rate
+        for event in self.patience.update(evaluation.step, evaluation.results["loss"], rate):
+            self.say(event)
+        self.trainer.state.lr_multiplier.assign(self.patience.multiplier)
+        if self.patience.stopped_at is not None:
+            self.stop.ask(self.patience.stop_reason())
+
+
 class SayEvaluation:
     """The evaluation's one line (after KeepBest, which marks a new best)."""
 

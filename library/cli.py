@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 
 from library.config import TRAINING_MODES, ConfigError, resolve, to_yaml
+from library.sweep import parse_sweep
 
 ProjectLoader = Callable[[], Mapping[str, Callable]]
 
@@ -47,6 +48,16 @@ def main(
     if args.print_config:
         sys.stdout.write(to_yaml(params))
         return 0
+    sweep = None
+    if args.sweep:
+        try:
+            sweep = parse_sweep(args.sweep, params.schema)
+        except ConfigError as error:
+            print(f"{prog}: error: {error}", file=sys.stderr)
+            return 2
+        if args.mode != "train_and_evaluate":
+            print(f"{prog}: error: --sweep trains and evaluates: drop --mode", file=sys.stderr)
+            return 2
     if importlib.util.find_spec("tensorflow") is None:
         print(
             f"{prog}: error: TensorFlow is not installed for {sys.executable}; use the "
@@ -74,6 +85,8 @@ def main(
     from library import commands
 
     try:
+        if sweep is not None:
+            return commands.run_sweep(params, load_project(), *sweep, sweep_all=args.sweep_all)
         return commands.run_mode(args.mode, params, load_project())
     except commands.UsageError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 
 import tensorflow as tf
 
-from library import actions, export, inputs, schedule
+from library import actions, export, inputs, schedule, sweep
 from library.checkpoints import CheckpointError
 from library.config import Params
 from library.contract import Functions
@@ -61,6 +61,26 @@ def run_mode(mode: str, params: Params, project: Mapping[str, Callable]) -> int:
         return 128 + signal.Signals[stop.signal_name].value
 
 
+def run_sweep(
+    params: Params,
+    project: Mapping[str, Callable],
+    key: str,
+    values: list,
+    geometric: bool,
+    sweep_all: bool = False,
+) -> int:
+    """Trains and evaluates each value of ``key`` in turn (``library/sweep.py``)."""
+    import keras
+
+    def train(value_params: Params) -> int:
+        try:
+            return run_mode("train_and_evaluate", value_params, project)
+        finally:
+            keras.backend.clear_session()  # the next value starts with a clean slate
+
+    return sweep.run_sweep(params, key, values, train, sweep_all, geometric)
+
+
 def build_estimator(
     params: Params, functions: Functions, plan=None, data_manifests=()
 ) -> Estimator:
@@ -99,6 +119,8 @@ def _train(params: Params, functions: Functions, evaluate: bool) -> int:
         inputs.check_tfrecords(params.eval_files)
         patterns.append(params.eval_files)
     print(actions.describe(plan))
+    if not evaluate and (params.plateau_patience or params.early_stopping_patience):
+        print("warning: plateau and early stopping act on evaluations: --mode train makes none")
     if params.skip_corrupt_records:
         for line in inputs.report_lost_records(params.train_files):
             print(f"warning: {line}")
@@ -159,6 +181,21 @@ def _evaluate(params: Params, functions: Functions) -> int:
         f"evaluated {checkpoint} on {params.eval_files}: "
         + ", ".join(f"{k} {v:.4f}" for k, v in results.items())
     )
+    return 0
+
+
+def _continuous_eval(params: Params, functions: Functions) -> int:
+    plan = schedule.make_plan(params, inputs.count_records(params.train_files))
+    inputs.check_tfrecords(params.eval_files)
+    estimator = build_estimator(params, functions, plan)
+    params = estimator.params
+    try:
+        estimator.evaluate_continuously(
+            input_for(functions, params.eval_files, ModeKeys.EVAL, params),
+            params.eval_steps or None,
+        )
+    except DATA_ERRORS as error:
+        raise _explain(error, params, [params.eval_files]) from None
     return 0
 
 
@@ -260,6 +297,7 @@ _MODES = {
     "train_and_evaluate": lambda params, functions: _train(params, functions, evaluate=True),
     "train": lambda params, functions: _train(params, functions, evaluate=False),
     "evaluate": _evaluate,
+    "continuous_eval": _continuous_eval,
     "predict": _predict,
     "export": _export,
 }

@@ -41,7 +41,7 @@ from library.files import atomic_write_text
 
 PROJECT = "project"
 HYPERPARAMETERS = "hyperparameters"
-MODES = ("train_and_evaluate", "train", "evaluate", "predict", "export")
+MODES = ("train_and_evaluate", "train", "evaluate", "continuous_eval", "predict", "export")
 TRAINING_MODES = ("train_and_evaluate", "train")
 RENAMED = {"model": "checkpoint"}  # old key -> new key: a clear error instead of "unknown"
 
@@ -119,6 +119,14 @@ RUN_OPTIONS: tuple[Field, ...] = (
     Field("random_seed", int, 42, "seed for weights, shuffling and augmentation"),
     Field("xla", bool, False, "compile the train step with XLA"),
     Field("progress", str, "auto", "progress bar: auto (on a terminal), bar or log", choices=("auto", "bar", "log")),
+    # -- workflows: plateau, early stopping, continuous evaluation ------------------------------
+    Field("plateau_patience", int, 0, "multiply the learning rate by plateau_factor after this many evaluations without improvement of the eval loss; 0: off", interval="[0, inf)"),
+    Field("plateau_factor", float, 0.1, "factor on the learning rate at a plateau", interval="(0, 1)"),
+    Field("plateau_min_lr", float, 0.0, "the rate a plateau never lowers it below", interval="[0, inf)"),
+    Field("plateau_min_delta", float, 1e-4, "an eval loss lower than the best by more than this is an improvement (plateau)", interval="[0, inf)"),
+    Field("early_stopping_patience", int, 0, "stop after this many evaluations without improvement of the eval loss; 0: off", interval="[0, inf)"),
+    Field("early_stopping_min_delta", float, 0.0, "an eval loss lower than the best by more than this is an improvement (early stopping)", interval="[0, inf)"),
+    Field("eval_timeout_secs", float, 600.0, "--mode continuous_eval stops after this long without a new checkpoint", interval="(0, inf)"),
 )
 # fmt: on
 
@@ -436,6 +444,13 @@ def build_arg_parser(schema: Schema, prog: str = "run.py") -> argparse.ArgumentP
     parser.add_argument(
         "--print_config", action="store_true", help="print the resolved configuration and exit"
     )
+    parser.add_argument(
+        "--sweep",
+        metavar="KEY=V1,V2|KEY=START:STOP:FACTOR",
+        help="train each value of one key in turn, in <model_dir>/sweep/KEY=V/, until the best "
+        "validation loss gets worse",
+    )
+    parser.add_argument("--sweep_all", action="store_true", help="with --sweep: train every value")
     for file in (PROJECT, HYPERPARAMETERS):
         group = parser.add_argument_group(f"{file}.yaml keys (override the chosen set)")
         for field in schema.file_fields(file):
@@ -494,7 +509,14 @@ def resolve(
             key = token[2:].split("=", 1)[0]
             if key in RENAMED:
                 raise ConfigError(f"--{key} is now called --{RENAMED[key]}")
-            options = [*schema.by_name, "config_set", "project_file", "mode", "print_config"]
+            options = [
+                *schema.by_name,
+                "config_set",
+                "project_file",
+                "mode",
+                "print_config",
+                "sweep",
+            ]
             close = difflib.get_close_matches(key, options, n=1)
             hint = f" (did you mean --{close[0]}?)" if close else ""
             raise ConfigError(f"unknown option --{key}{hint}; see --help")

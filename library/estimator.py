@@ -26,10 +26,11 @@ from library import (
     summaries,
 )
 from library.contract import Functions
-from library.evaluator import Evaluator
+from library.evaluator import Evaluator, evaluate_continuously
 from library.files import atomic_write_text
 from library.lock import FolderLock
 from library.loop import DivergedError, Interrupted, StopRequest, run_loop
+from library.patience import Patience
 from library.progress import Progress
 from library.schedule import Plan
 from library.trainer import Trainer, create_trainer
@@ -205,6 +206,17 @@ class Estimator:
             self.functions.predictions_fn,
             self.class_names,
         )
+        patience = Patience.from_params(params)
+        if patience.active:  # its state is what the recorded evaluations make it
+            patience.replay(summaries.read_metrics(params.model_dir))
+            trainer.state.lr_multiplier.assign(patience.multiplier)
+            # After the row of metrics.jsonl: the record it replays at the next start.
+            recorders.append(actions.ApplyPatience(patience, trainer, stop, progress.say))
+            if patience.stopped_at is not None:
+                stop.ask(
+                    f"{patience.stop_reason()}: nothing more to train (raise "
+                    "early_stopping_patience, or train into a new model_dir)"
+                )
         evaluate = actions.Evaluate(
             plan.eval_every_steps,
             trainer,
@@ -219,6 +231,50 @@ class Estimator:
         return [*train_actions, evaluate]
 
     # -- evaluation, prediction, export ----------------------------------------------------
+
+    def evaluate_continuously(
+        self, input_fn: InputFn, steps: int | None = None, poll_secs: float = 1.0
+    ) -> int:
+        """Evaluates each new checkpoint of ``model_dir`` beside a trainer (``--mode train``),
+        writing what in-loop evaluation writes: ``eval/`` summaries, ``metrics.jsonl``, plots
+        and the best checkpoint. The trainer and this evaluator never write the same file.
+
+        Returns the last step evaluated (see ``library.evaluator.evaluate_continuously``).
+        """
+        if self.plan is None:
+            raise ValueError("continuous evaluation needs a plan (it stops at its train_steps)")
+        params = self.params
+        tf.io.gfile.makedirs(params.model_dir)
+        with FolderLock(params.model_dir, ".lock-evaluator", say=self.say):
+            writers = summaries.Summaries(params.model_dir, train=False)
+            best = checkpoints.BestExporter(
+                params.best_model_dir, params.best_metric, params.best_mode
+            )
+            export_fn = self._export_checkpoint if self.functions.serving_fn else None
+            recorders = actions.evaluation_recorders(
+                params.model_dir,
+                writers,
+                best,
+                export_fn,
+                self.say,
+                self.functions.predictions_fn,
+                self.class_names,
+            )
+            try:
+                return evaluate_continuously(
+                    self.evaluator,
+                    params.model_dir,
+                    self.plan,
+                    input_fn,
+                    steps,
+                    recorders,
+                    params.eval_timeout_secs,
+                    self.say,
+                    poll_secs,
+                )
+            finally:
+                for recorder in recorders:
+                    getattr(recorder, "finish", lambda: None)()
 
     def resolve_checkpoint(self, checkpoint: str = "latest") -> str:
         """The prefix of ``checkpoint``: latest, best, a folder or a prefix."""

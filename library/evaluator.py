@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from library import checkpoints, distribute, steps
+from library import checkpoints, distribute, steps, summaries
+from library.actions import Evaluation, checkpoint_values
 from library.config import Params
 from library.contract import Functions
 
@@ -136,3 +138,64 @@ class Evaluator:
             ) from None
         tf.train.Checkpoint(state=state).restore(prefix).expect_partial()
         return model, state
+
+
+def evaluate_continuously(
+    evaluator: Evaluator,
+    model_dir: str,
+    plan,
+    input_fn: Callable,
+    max_batches: int | None,
+    recorders: list,
+    timeout_secs: float,
+    say: Callable[[str], None] = print,
+    poll_secs: float = 1.0,
+) -> int:
+    """Evaluates every checkpoint of ``model_dir`` not evaluated yet, oldest first, as a
+    trainer writes them; returns the last step evaluated.
+
+    What was evaluated is what ``metrics.jsonl`` records (written by the recorders), so a
+    restarted evaluator resumes where it stopped, and each checkpoint is evaluated once. It
+    stops after evaluating the checkpoint of ``plan.train_steps``, or after ``timeout_secs``
+    without a new checkpoint.
+    """
+    done = {record["step"] for record in summaries.read_metrics(model_dir)}
+    last_step, waited_since = max(done, default=0), time.monotonic()
+    if last_step >= plan.train_steps:
+        say(f"the checkpoint of the final step {plan.train_steps} is evaluated: nothing to do")
+        return last_step
+    say(f"watching {model_dir} for checkpoints (final step {plan.train_steps})")
+    while True:
+        pending = [(n, p) for n, p in reversed(checkpoints.numbered_checkpoints(model_dir))]
+        for step, prefix in (item for item in pending if item[0] not in done):
+            done.add(step)
+            try:
+                model, state = evaluator.restore(prefix)
+            except checkpoints.CheckpointError:
+                if not tf.io.gfile.exists(f"{prefix}.index"):
+                    say(f"{prefix} was deleted (keep_checkpoints) before it was evaluated")
+                    continue
+                raise
+            results = evaluator.evaluate(model, input_fn, max_batches)
+            train_loss, learning_rate = checkpoint_values(state)
+            evaluation = Evaluation(
+                step,
+                plan.epoch(step),
+                results,
+                train_loss,
+                learning_rate,
+                model,
+                prefix,
+                evaluator.confusion,
+                evaluator.first_batch,
+            )
+            for record in recorders:
+                record(evaluation)
+            last_step, waited_since = step, time.monotonic()
+            if step >= plan.train_steps:
+                say(f"evaluated the checkpoint of the final step {step}: done")
+                return step
+        if time.monotonic() - waited_since > timeout_secs:
+            say(f"no new checkpoint for {timeout_secs:g} s (eval_timeout_secs): stopping")
+            return last_step
+        time.sleep(poll_secs)

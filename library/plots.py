@@ -126,3 +126,23 @@ def plot_sample_predictions(images, labels, predicted, probabilities, class_name
     os.makedirs(os.path.dirname(path), exist_ok=True)
     _save(figure, path)
     return path
+
+
+def plot_sweep(key: str, values: list, losses: list, path: str, log_x: bool = False) -> str:
+    """The best validation loss of each value of a sweep; the best one marked."""
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    positions = list(values) if numeric else list(range(len(values)))
+    figure, axis = plt.subplots(figsize=(6, 4))
+    axis.plot(positions, losses, "o-")
+    best = int(np.argmin(losses))
+    axis.plot([positions[best]], [losses[best]], "*", markersize=16, label=f"best: {values[best]}")
+    if numeric and log_x:
+        axis.set_xscale("log")
+    if not numeric:
+        axis.set_xticks(positions, [str(v) for v in values])
+    axis.set(xlabel=key, ylabel="best validation loss", title=f"Sweep over {key}")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    _save(figure, path)
+    return path

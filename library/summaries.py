@@ -22,10 +22,15 @@ class Summaries:
     a flush between steps.
     """
 
-    def __init__(self, model_dir: str, flush_seconds: float = 10.0):
+    def __init__(self, model_dir: str, flush_seconds: float = 10.0, train: bool = True):
         flush_millis = int(flush_seconds * 1000)
-        self.train = tf.summary.create_file_writer(
-            os.path.join(model_dir, "train"), flush_millis=flush_millis
+        # A separate evaluator owns eval/ and must not create train/, the trainer's.
+        self.train = (
+            tf.summary.create_file_writer(
+                os.path.join(model_dir, "train"), flush_millis=flush_millis
+            )
+            if train
+            else None
         )
         self.eval = tf.summary.create_file_writer(
             os.path.join(model_dir, "eval"), flush_millis=flush_millis
@@ -56,8 +61,9 @@ class Summaries:
         write_weights(self.eval, snapshot_weights(model), step)
 
     def flush(self) -> None:
-        self.train.flush()
-        self.eval.flush()
+        for writer in (self.train, self.eval):
+            if writer is not None:
+                writer.flush()
 
 
 def snapshot_weights(model: keras.Model) -> list[tuple[str, np.ndarray]]:

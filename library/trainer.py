@@ -117,7 +117,14 @@ def create_trainer(
         max_to_keep=params.keep_checkpoints,
         step_counter=state.step,
     )
-    train_step = steps.build_train_step(model, functions.loss_fn, optimizer, params, state)
+    train_step = steps.build_train_step(
+        model,
+        functions.loss_fn,
+        optimizer,
+        params,
+        state,
+        scale_updates=params.plateau_patience > 0,  # a plateau lowers lr_multiplier
+    )
     picture = input_picture(state.step, strategy) if input_picture else None
     train_loop = steps.build_train_loop(strategy, train_step, state, params.xla, picture)
     trainer = Trainer(

@@ -14,7 +14,7 @@ from library.config import Field
 
 ENCODERS = ("small_cnn", "resnet")
 HEADS = ("classifier", "gated_classifier")
-SCHEDULES = ("constant", "cosine")
+SCHEDULES = ("constant", "cosine", "exponential", "piecewise")
 METRICS = ("accuracy",)
 
 # fmt: off
@@ -36,6 +36,9 @@ HYPERPARAMETERS = (
     # -- loss and optimizer ---------------------------------------------------------------
     Field("learning_rate", float, 1e-3, "peak learning rate", interval="[0, inf)"),
     Field("lr_schedule", str, "constant", "learning-rate schedule", choices=SCHEDULES),
+    Field("lr_boundaries", list[float], [], "piecewise: epochs at which the rate changes", interval="[0, inf)"),
+    Field("lr_values", list[float], [], "piecewise: the rates, one more than lr_boundaries", interval="[0, inf)"),
+    Field("lr_decay_rate", float, 0.9, "exponential: the factor on the rate per epoch", interval="(0, 1]"),
     Field("warmup_epochs", float, 0.0, "linear warm-up length in epochs (any schedule)", interval="[0, inf)"),
     Field("l2_regularization", float, 1e-8, "L2 weight decay added to the loss", interval="[0, inf)"),
     Field("xentropy_label_smoothing", float, 0.0, "label smoothing of the cross-entropy", interval="[0, 1)"),
@@ -44,3 +47,16 @@ HYPERPARAMETERS = (
     Field("adam_epsilon", float, 1e-8, "Adam epsilon", interval="(0, inf)"),
 )
 # fmt: on
+
+
+def check(params) -> None:
+    """Rules that tie keys together, checked before TensorFlow loads (ValueError: one line)."""
+    if params.lr_schedule == "piecewise":
+        boundaries, values = list(params.lr_boundaries), list(params.lr_values)
+        if len(values) != len(boundaries) + 1:
+            raise ValueError(
+                f"lr_schedule piecewise needs one more lr_values than lr_boundaries, got "
+                f"{len(values)} values for {len(boundaries)} boundaries"
+            )
+        if boundaries != sorted(set(boundaries)):
+            raise ValueError(f"lr_boundaries must increase, got {boundaries}")

@@ -28,11 +28,25 @@ class LinearWarmUp(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def learning_rate_fn(params, plan):
-    """The rate of ``lr_schedule`` (constant or cosine decay), with a linear warm-up of
-    ``warmup_epochs`` when it is positive."""
+    """The rate of ``lr_schedule``, with a linear warm-up of ``warmup_epochs`` when positive.
+
+    constant: ``learning_rate``; cosine: decays to 0 over the schedule's length; exponential:
+    times ``lr_decay_rate`` per epoch; piecewise: ``lr_values[i]`` from epoch
+    ``lr_boundaries[i - 1]`` on (the first value before the first boundary).
+    """
     if params.lr_schedule == "cosine":
         rate = keras.optimizers.schedules.CosineDecay(
             params.learning_rate, decay_steps=max(1, plan.schedule_steps)
+        )
+    elif params.lr_schedule == "exponential":
+        rate = keras.optimizers.schedules.ExponentialDecay(
+            params.learning_rate, decay_steps=plan.steps_per_epoch, decay_rate=params.lr_decay_rate
+        )
+    elif params.lr_schedule == "piecewise":
+        # Keras keeps values[i] while step <= boundaries[i]: the step that starts epoch e is
+        # steps(e), so the boundary is the step before it.
+        rate = keras.optimizers.schedules.PiecewiseConstantDecay(
+            [plan.steps(epochs) - 1 for epochs in params.lr_boundaries], list(params.lr_values)
         )
     else:
         rate = params.learning_rate
