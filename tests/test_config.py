@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import typing
 
 import pytest
 import yaml
@@ -285,7 +286,11 @@ def test_readme_configuration_reference_matches_schema():
 def test_schema_defaults_have_their_declared_types():
     for field in config.Schema(HYPERPARAMETERS).fields:
         assert config.plain(config.coerce(field, field.default, "schema")) == field.default
-        assert isinstance(field.default, field.type), field.name
+        container = typing.get_origin(field.type) or field.type
+        assert isinstance(field.default, container), field.name
+        if container in (list, dict):  # list[float], dict[str, float]: each item too
+            items = field.default.values() if container is dict else field.default
+            assert all(isinstance(v, typing.get_args(field.type)[-1]) for v in items), field.name
 
 
 def copy_scaffold(destination):
