@@ -32,6 +32,8 @@ def main(
             ``model_fn``, ``loss_fn``, ``optimizer_fn``, optional ``metrics_fn``,
             ``predictions_fn``, ``serving_fn``); called only after the configuration is valid,
             so that ``--help`` and configuration errors do not wait for TensorFlow.
+            ``declarations.onednn_off(params)``, when present, says whether training must
+            run without oneDNN (``onednn: auto``).
         prog: program name for messages.
     """
     try:
@@ -79,6 +81,8 @@ def main(
             flush=True,
         )
 
+    if args.mode in TRAINING_MODES:
+        _choose_onednn(params, getattr(declarations, "onednn_off", None), prog)
     from library.quiet import import_tensorflow
 
     import_tensorflow()  # deferred until the configuration is valid: it takes seconds
@@ -97,3 +101,27 @@ def main(
             file=sys.stderr,
         )
         return 130
+
+
+def _choose_onednn(params, onednn_off, prog: str) -> None:
+    """Turns oneDNN off before TensorFlow loads (the only time it can be) when asked to.
+
+    TF 2.21's oneDNN kernel for a convolution's filter gradient crashes the process (SIGSEGV
+    or SIGABRT) on some CPUs for 1x1 stride-2 convolutions with few input channels, which
+    pretrained modules' early layers have. Without oneDNN such a run trains about a third
+    slower, so ``auto`` turns it off only where the project says the model is at risk.
+    A ``TF_ENABLE_ONEDNN_OPTS`` the user set wins over all of this.
+    """
+    if "TF_ENABLE_ONEDNN_OPTS" in os.environ:
+        return
+    off = params.onednn == "off" or (
+        params.onednn == "auto" and onednn_off is not None and onednn_off(params)
+    )
+    if off:
+        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
+        if params.onednn == "auto":
+            print(
+                f"{prog}: oneDNN off for this run (fine-tuning a module meets TF 2.21's "
+                "crashing oneDNN conv-gradient kernel); onednn: on keeps it",
+                flush=True,
+            )

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 
 import tensorflow as tf
 
-from library import actions, export, inputs, schedule, sweep
+from library import actions, export, hub, inputs, schedule, sweep, transfer
 from library.checkpoints import CheckpointError
 from library.config import Params
 from library.contract import Functions
@@ -47,7 +47,13 @@ def run_mode(mode: str, params: Params, project: Mapping[str, Callable]) -> int:
     functions = Functions.from_mapping(project)
     try:
         return _MODES[mode](params, functions)
-    except (inputs.InputError, CheckpointError, LockError) as error:
+    except (
+        inputs.InputError,
+        CheckpointError,
+        LockError,
+        transfer.TransferError,
+        hub.HubError,
+    ) as error:
         raise UsageError(str(error)) from None
     except DivergedError as error:
         print(f"run.py: error: {error}", file=sys.stderr)
@@ -293,6 +299,31 @@ def _export(params: Params, functions: Functions) -> int:
     return 0
 
 
+def _export_encoder(params: Params, functions: Functions) -> int:
+    estimator = build_estimator(params, functions)
+    params = estimator.params
+    model, prefix = estimator.restore_model(params.checkpoint)
+    directory = params.export_encoder_dir or os.path.join(params.model_dir, "encoder")
+    encoder = transfer.encoder_of(model, params.encoder_layer)
+    hub.export_module(encoder, directory)
+    print(
+        f"exported the encoder of {prefix} ({len(encoder.variables)} variables, output "
+        f"{encoder.output.shape[1:]}) as a reusable SavedModel: {directory}  (encoder: hub, "
+        f"hub_handle: {directory})"
+    )
+    return 0
+
+
+def _inspect(params: Params, functions: Functions) -> int:
+    if params.inspect_path:
+        lines = transfer.inspect_path(params.inspect_path)
+    else:
+        params = build_estimator(params, functions).params
+        lines = transfer.inspect_model(functions.model_fn(params))
+    print("\n".join(lines))
+    return 0
+
+
 _MODES = {
     "train_and_evaluate": lambda params, functions: _train(params, functions, evaluate=True),
     "train": lambda params, functions: _train(params, functions, evaluate=False),
@@ -300,4 +331,6 @@ _MODES = {
     "continuous_eval": _continuous_eval,
     "predict": _predict,
     "export": _export,
+    "export_encoder": _export_encoder,
+    "inspect": _inspect,
 }

@@ -41,7 +41,16 @@ from library.files import atomic_write_text
 
 PROJECT = "project"
 HYPERPARAMETERS = "hyperparameters"
-MODES = ("train_and_evaluate", "train", "evaluate", "continuous_eval", "predict", "export")
+MODES = (
+    "train_and_evaluate",
+    "train",
+    "evaluate",
+    "continuous_eval",
+    "predict",
+    "export",
+    "export_encoder",
+    "inspect",
+)
 TRAINING_MODES = ("train_and_evaluate", "train")
 RENAMED = {"model": "checkpoint"}  # old key -> new key: a clear error instead of "unknown"
 
@@ -118,6 +127,7 @@ RUN_OPTIONS: tuple[Field, ...] = (
     Field("max_nonfinite_steps", int, 5, "stop after this many consecutive NaN/Inf steps", interval="[1, inf)"),
     Field("random_seed", int, 42, "seed for weights, shuffling and augmentation"),
     Field("xla", bool, False, "compile the train step with XLA"),
+    Field("onednn", str, "auto", "TensorFlow's oneDNN CPU kernels: on, off, or auto (off where project/hyperparameters.py's onednn_off(params) says the model meets TF 2.21's crashing conv-gradient kernel)", choices=("auto", "on", "off")),
     Field("progress", str, "auto", "progress bar: auto (on a terminal), bar or log", choices=("auto", "bar", "log")),
     # -- workflows: plateau, early stopping, continuous evaluation ------------------------------
     Field("plateau_patience", int, 0, "multiply the learning rate by plateau_factor after this many evaluations without improvement of the eval loss; 0: off", interval="[0, inf)"),
@@ -127,6 +137,14 @@ RUN_OPTIONS: tuple[Field, ...] = (
     Field("early_stopping_patience", int, 0, "stop after this many evaluations without improvement of the eval loss; 0: off", interval="[0, inf)"),
     Field("early_stopping_min_delta", float, 0.0, "an eval loss lower than the best by more than this is an improvement (early stopping)", interval="[0, inf)"),
     Field("eval_timeout_secs", float, 600.0, "--mode continuous_eval stops after this long without a new checkpoint", interval="(0, inf)"),
+    # -- transfer learning (library/transfer.py; names as --mode inspect lists them) -----------
+    Field("warm_start_from", str, "", "checkpoint prefix or folder (this project's, a TF1 one, or a SavedModel) whose variables start a new run; ignored once model_dir has a checkpoint"),
+    Field("warm_start_vars", str, ".*", "regex: which of the model's variables the warm start takes"),
+    Field("warm_start_name_map", dict[str, str], {}, "regex over our variable names -> the source's name (re.sub), e.g. {'^logits/': 'dense/'}"),
+    Field("lr_mult", dict[str, float], {}, "regex over variable names -> factor on their updates (first match wins; 0: frozen)", interval="[0, inf)"),
+    Field("export_encoder_dir", str, "", "--mode export_encoder destination; empty: <model_dir>/encoder"),
+    Field("encoder_layer", str, "features", "--mode export_encoder: the layer whose output is the encoder's (project/model.py names it); empty: the input of the last layer"),
+    Field("inspect_path", str, "", "--mode inspect: a checkpoint or SavedModel to list instead of the model"),
 )
 # fmt: on
 
@@ -544,6 +562,7 @@ def resolve(
     values.update(overrides)
     params = Params(values, args.config_set, schema)
     _check_best_metric(params, metrics)
+    _check_patterns(params)
     if check is not None:
         try:
             check(params)
@@ -561,6 +580,18 @@ def _check_best_metric(params: Params, metrics: Sequence[str]) -> None:
             f"best_metric must be one of the evaluation results {', '.join(known)}, "
             f"got {params.best_metric!r}{hint}"
         )
+
+
+def _check_patterns(params: Params) -> None:
+    """The regular expressions of the transfer keys compile (names: ``--mode inspect``)."""
+    patterns = [("warm_start_vars", params.warm_start_vars)]
+    patterns += [("warm_start_name_map", p) for p in params.warm_start_name_map]
+    patterns += [("lr_mult", p) for p in params.lr_mult]
+    for key, pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise ConfigError(f"{key}: {pattern!r} is not a regular expression ({error})") from None
 
 
 def to_yaml(params: Params) -> str:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import keras
 import tensorflow as tf
 
-from library import batch_norm, checkpoints, distribute, steps
+from library import batch_norm, checkpoints, distribute, steps, transfer
 from library.config import Params
 from library.contract import Functions
 from library.schedule import Plan
@@ -92,12 +92,19 @@ def create_trainer(
     restored = checkpoints.restore_latest(
         tf.train.Checkpoint(model=model, state=state), params.model_dir, say
     )
+    if params.warm_start_from and restored:
+        say(f"warm_start_from ignored: {params.model_dir} has a checkpoint to resume from")
+    elif params.warm_start_from:  # restore once, then resume: only a run with no checkpoint
+        transfer.warm_start(
+            model, params.warm_start_from, params.warm_start_vars, params.warm_start_name_map, say
+        )
+    variables, scales = transfer.update_scales(model, params.lr_mult, say)
     if restored and int(state.schedule_steps.numpy()) > 0:
         plan = plan.replace(schedule_steps=int(state.schedule_steps.numpy()))
     state.schedule_steps.assign(plan.schedule_steps)
     with strategy.scope():
         optimizer = functions.optimizer_fn(params, plan)
-        optimizer.build(model.trainable_variables)
+        optimizer.build(variables)
     if restored:  # the optimizer is built from the restored plan, then restored itself
         checkpoints.restore_from(tf.train.Checkpoint(optimizer=optimizer), restored)
     saved = {"model": model, "optimizer": optimizer, "state": state}
@@ -123,6 +130,8 @@ def create_trainer(
         optimizer,
         params,
         state,
+        variables,
+        scales,
         scale_updates=params.plateau_patience > 0,  # a plateau lowers lr_multiplier
     )
     picture = input_picture(state.step, strategy) if input_picture else None

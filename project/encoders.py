@@ -7,6 +7,8 @@ name with ``encoder:`` in hyperparameters.yaml.
 import keras
 from keras import layers
 
+from library.hub import HubModule
+
 
 def conv_bn_relu(x, filters, params, strides=1, name=None):
     x = layers.Conv2D(
@@ -87,3 +89,12 @@ def resnet(images, params):
     if params.resnet_preactivation:
         x = layers.ReLU()(layers.BatchNormalization(momentum=params.batch_norm_momentum)(x))
     return layers.GlobalAveragePooling2D()(x)
+
+
+def hub(images, params):
+    """A pretrained module (``hub_handle``) as the encoder, fine-tuned or frozen (``fine_tuning``).
+
+    Images reach it as RGB floats in [0, 1], the TF Hub convention for image modules, at
+    ``image_size``; its variables are named ``hub/...`` (see ``--mode inspect``).
+    """
+    return HubModule(params.hub_handle, trainable=params.fine_tuning, name="hub")(images)

@@ -12,7 +12,7 @@ TensorFlow loads too. ``ENCODERS`` and ``HEADS`` name the functions of ``encoder
 
 from library.config import Field
 
-ENCODERS = ("small_cnn", "resnet")
+ENCODERS = ("small_cnn", "resnet", "hub")
 HEADS = ("classifier", "gated_classifier")
 SCHEDULES = ("constant", "cosine", "exponential", "piecewise")
 METRICS = ("accuracy",)
@@ -29,6 +29,8 @@ HYPERPARAMETERS = (
     Field("resnet_depth", int, 20, "CIFAR ResNet depth (6n+2)", interval="[8, inf)"),
     Field("resnet_width", int, 16, "CIFAR ResNet width of the first stage", interval="[1, inf)"),
     Field("resnet_preactivation", bool, False, "pre-activation residual blocks"),
+    Field("hub_handle", str, "", "encoder hub: a local reusable SavedModel folder, or a TF Hub / Kaggle handle (downloaded once by tensorflow_hub)"),
+    Field("fine_tuning", bool, True, "encoder hub: train the module (batch norm in training mode, its regularization losses added); false: frozen"),
     # -- augmentation (project/inputs.py) -------------------------------------------------
     Field("augment_flip", bool, True, "random horizontal flips in training"),
     Field("train_crop_min_area", float, 0.25, "smallest random crop, as a fraction of the image area", interval="(0, 1]"),
@@ -49,8 +51,20 @@ HYPERPARAMETERS = (
 # fmt: on
 
 
+def onednn_off(params) -> bool:
+    """Whether training must run without oneDNN (run option ``onednn: auto``).
+
+    Fine-tuning a pretrained module: TF 2.21's oneDNN filter gradient of 1x1 stride-2
+    convolutions with few input channels (early layers of Xception-style modules) crashes
+    the process on some CPUs (this machine's among them). Our own encoders never meet it and keep oneDNN's speed.
+    """
+    return params.encoder == "hub" and params.fine_tuning
+
+
 def check(params) -> None:
     """Rules that tie keys together, checked before TensorFlow loads (ValueError: one line)."""
+    if params.encoder == "hub" and not params.hub_handle:
+        raise ValueError("encoder hub needs hub_handle: a SavedModel folder or a hub handle")
     if params.lr_schedule == "piecewise":
         boundaries, values = list(params.lr_boundaries), list(params.lr_values)
         if len(values) != len(boundaries) + 1:

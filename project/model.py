@@ -13,7 +13,9 @@ def model_fn(params):
     encoder = getattr(encoders, params.encoder)
     head = getattr(heads, params.head)
     images = keras.Input((params.image_size, params.image_size, 3), name="image")
-    logits = head(encoder(images, params), params)
+    # Named so that --mode export_encoder knows where the encoder ends (encoder_layer).
+    features = keras.layers.Identity(name="features")(encoder(images, params))
+    logits = head(features, params)
     return keras.Model({"image": images}, logits, name=f"{params.encoder}_{params.head}")
 
 

@@ -1,0 +1,294 @@
+"""Transfer learning: variable names, warm start, learning-rate multipliers, inspection.
+
+Every rule here matches *variable names*: the Keras path of each variable (``conv2d/kernel``,
+``logits/bias``, ``hub/batch_normalization/gamma``) with Keras' automatic layer-name counters
+renumbered from zero within the model, so that a name never depends on what else was built
+in the process before (a fresh process's first model gets ``conv2d``, ``conv2d_1``, ...; so
+does every model here). ``--mode inspect`` lists them.
+
+Sources of a warm start, read by name:
+
+* this project's checkpoints (and any TF2 object-based checkpoint of a Keras 3 model): the
+  names recorded in the checkpoint's object graph, renumbered the same way;
+* a TF1 name-based checkpoint (``tf.compat.v1.train.Saver``, tf.estimator): its keys;
+* a SavedModel: its ``variables/variables`` checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
+_SUFFIX = re.compile(r"^(?P<base>.+?)(?:_(?P<number>\d+))?$")
+
+
+class TransferError(Exception):
+    """A warm start or inspection that cannot be done as asked: one line, exit status 2."""
+
+
+def _snake_case(name: str) -> str:
+    # Keras' own rule for automatic layer names (keras.src.utils.naming.to_snake_case).
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _automatic_bases() -> frozenset[str]:
+    """The names Keras gives layers and models that nobody named (``conv2d``, ``dense``...)."""
+    classes = [getattr(keras.layers, n) for n in dir(keras.layers)] + [keras.Model]
+    bases = {_snake_case(c.__name__) for c in classes if isinstance(c, type)}
+    return frozenset(bases | {"functional", "sequential", "seed_generator"})
+
+
+def canonical_names(paths: Sequence[str]) -> list[str]:
+    """``paths`` with Keras' automatic name counters renumbered from zero, in creation order.
+
+    Within each parent path, the segments named automatically after one layer class
+    (``conv2d_7``, ``conv2d_9`` ...) are renumbered by their counter: ``conv2d``,
+    ``conv2d_1`` ... Names a user gave (``logits``, ``block1_2``) stay as they are.
+    """
+    bases = _automatic_bases()
+    seen: dict[tuple[str, str], set[int]] = {}
+    split = [path.split("/") for path in paths]
+    for parts in split:
+        for depth, segment in enumerate(parts[:-1]):
+            match = _SUFFIX.match(segment)
+            if match["base"] in bases:
+                key = ("/".join(parts[:depth]), match["base"])
+                seen.setdefault(key, set()).add(int(match["number"] or 0))
+    order = {key: {n: i for i, n in enumerate(sorted(numbers))} for key, numbers in seen.items()}
+    names = []
+    for parts in split:
+        renamed = list(parts)
+        for depth, segment in enumerate(parts[:-1]):
+            match = _SUFFIX.match(segment)
+            key = ("/".join(parts[:depth]), match["base"])
+            if key in order:
+                index = order[key][int(match["number"] or 0)]
+                renamed[depth] = match["base"] + (f"_{index}" if index else "")
+        names.append("/".join(renamed))
+    return names
+
+
+def is_weight(name: str) -> bool:
+    """False for a random generator's state (dropout's): not learned, not checkpointed."""
+    return not name.endswith("seed_generator_state")
+
+
+def variable_names(model: keras.Model) -> list[str]:
+    """The canonical name of each of ``model.variables``, in that order."""
+    return canonical_names([v.path for v in model.variables])
+
+
+def encoder_of(model: keras.Model, layer_name: str = "") -> keras.Model:
+    """The part of ``model`` from its image input to ``layer_name``'s output (default: the
+    input of the last layer, i.e. what a one-layer head receives)."""
+    if layer_name:
+        try:
+            output = model.get_layer(layer_name).output
+        except ValueError:
+            names = [layer.name for layer in model.layers]
+            raise TransferError(
+                f"encoder_layer {layer_name!r} is not a layer of the model{_closest(layer_name, names)}"
+            ) from None
+    else:
+        output = model.layers[-1].input
+    if len(model.inputs) != 1:
+        raise TransferError("export_encoder needs a model with one (image) input")
+    return keras.Model(model.inputs[0], output, name="encoder")
+
+
+# -- reading a source by name ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Source:
+    """The variables of a checkpoint or SavedModel, by name: ``{name: checkpoint key}``."""
+
+    path: str  # the checkpoint prefix read
+    kind: str  # "TF2 checkpoint", "TF1 checkpoint"
+    keys: Mapping[str, str]
+    reader: tf.train.CheckpointReader
+
+    def shape(self, name: str) -> list[int]:
+        return self.reader.get_variable_to_shape_map()[self.keys[name]]
+
+    def dtype(self, name: str) -> tf.DType:
+        return self.reader.get_variable_to_dtype_map()[self.keys[name]]
+
+    def value(self, name: str) -> np.ndarray:
+        return self.reader.get_tensor(self.keys[name])
+
+
+def checkpoint_prefix(path: str) -> str:
+    """The checkpoint prefix of ``path``: a prefix, a folder with a checkpoint, or a
+    SavedModel folder."""
+    if tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
+        return os.path.join(path, "variables", "variables")
+    if tf.io.gfile.isdir(path):
+        latest = tf.train.latest_checkpoint(path)
+        if latest is None:
+            raise TransferError(f"{path}: a folder with no checkpoint and no saved_model.pb")
+        return latest
+    if not tf.io.gfile.glob(path + ".index") and not tf.io.gfile.exists(path):
+        raise TransferError(f"{path}: no such checkpoint (give a prefix, a folder or a SavedModel)")
+    return path
+
+
+def read_source(path: str) -> Source:
+    """The variables of the checkpoint or SavedModel at ``path``, by name."""
+    prefix = checkpoint_prefix(path)
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+    except (tf.errors.OpError, ValueError) as error:
+        reason = str(error).strip().splitlines()[0]
+        raise TransferError(f"{path}: not a readable checkpoint ({reason})") from None
+    shapes = reader.get_variable_to_shape_map()
+    if OBJECT_GRAPH_KEY not in shapes:
+        keys = {key: key for key in sorted(shapes)}
+        return Source(prefix, "TF1 checkpoint", keys, reader)
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(reader.get_tensor(OBJECT_GRAPH_KEY))
+    full = {}
+    for node in graph.nodes:
+        for attribute in node.attributes:
+            if attribute.name == "VARIABLE_VALUE" and attribute.checkpoint_key in shapes:
+                full.setdefault(attribute.full_name or attribute.checkpoint_key, attribute.checkpoint_key)  # fmt: skip
+    # A variable the optimizer also tracks may be keyed under it: its name is what counts.
+    names = canonical_names(list(full))
+    return Source(prefix, "TF2 checkpoint", dict(zip(names, full.values(), strict=True)), reader)
+
+
+# -- warm start -------------------------------------------------------------------------------
+
+
+def _source_name(name: str, name_map: Mapping[str, str]) -> str:
+    for pattern, replacement in name_map.items():
+        if re.search(pattern, name):
+            return re.sub(pattern, replacement, name)
+    return name
+
+
+def warm_start(
+    model: keras.Model,
+    source_path: str,
+    select: str = ".*",
+    name_map: Mapping[str, str] | None = None,
+    say: Callable[[str], None] = print,
+) -> int:
+    """Copies into ``model`` the variables whose name matches ``select`` from ``source_path``.
+
+    Each selected name is looked up in the source after the first pattern of ``name_map`` that
+    matches it has rewritten it (``re.sub``); unmapped names are looked up as they are. All are
+    checked before any is assigned, so a failed warm start changes nothing.
+
+    Returns:
+        The number of variables copied.
+
+    Raises:
+        TransferError: a selected variable has no source or another shape (named).
+    """
+    name_map = dict(name_map or {})
+    source = read_source(source_path)
+    chosen = [
+        (name, variable)
+        for name, variable in zip(variable_names(model), model.variables, strict=True)
+        if is_weight(name) and re.search(select, name)
+    ]
+    if not chosen:
+        raise TransferError(f"warm_start_vars {select!r} matches none of the model's variables")
+    values = []
+    for name, variable in chosen:
+        wanted = _source_name(name, name_map)
+        if wanted not in source.keys:
+            close = _closest(wanted, source.keys)
+            raise TransferError(
+                f"warm start: {name} (looked up as {wanted!r}) is not in {source.path}{close}; "
+                "map it with warm_start_name_map or leave it out with warm_start_vars"
+            )
+        if list(source.shape(wanted)) != list(variable.shape):
+            raise TransferError(
+                f"warm start: {name} has shape {list(variable.shape)} but {wanted} in "
+                f"{source.path} has {list(source.shape(wanted))}"
+            )
+        values.append(source.value(wanted))
+    for (_, variable), value in zip(chosen, values, strict=True):
+        variable.assign(value.astype(variable.dtype))
+    parameters = sum(int(np.prod(variable.shape)) for _, variable in chosen)
+    weights = sum(is_weight(name) for name in variable_names(model))
+    say(
+        f"warm start: {len(chosen)} of {weights} variables ({parameters:,} "
+        f"parameters) from {source.path} ({source.kind}); the rest start fresh"
+    )
+    return len(chosen)
+
+
+def _closest(name: str, names) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(names), n=1, cutoff=0.5)
+    return f" (closest: {close[0]!r})" if close else ""
+
+
+# -- learning-rate multipliers ---------------------------------------------------------------
+
+
+def update_scales(
+    model: keras.Model, lr_mult: Mapping[str, float], say: Callable[[str], None] = print
+) -> tuple[list, list[float]]:
+    """The variables that train and the factor on each one's update, from ``lr_mult``.
+
+    The first pattern that matches a trainable variable's name gives its factor (1 when none
+    does); a factor of 0 freezes it: it is left out of the gradient computation. Says how
+    many variables and parameters each pattern covers.
+    """
+    names = dict(zip((v.path for v in model.variables), variable_names(model), strict=True))
+    variables, scales = [], []
+    covered: dict[str, list[int]] = {pattern: [0, 0] for pattern in lr_mult}
+    for variable in model.trainable_variables:
+        name = names[variable.path]
+        factor = 1.0
+        for pattern, multiplier in lr_mult.items():
+            if re.search(pattern, name):
+                factor = float(multiplier)
+                covered[pattern][0] += 1
+                covered[pattern][1] += int(np.prod(variable.shape))
+                break
+        if factor != 0.0:
+            variables.append(variable)
+            scales.append(factor)
+    for pattern, (count, parameters) in covered.items():
+        if not count:
+            raise TransferError(f"lr_mult: {pattern!r} matches no trainable variable (see --mode inspect)")  # fmt: skip
+        say(f"lr_mult {pattern!r}: x{lr_mult[pattern]:g} on {count} variables ({parameters:,} parameters)")  # fmt: skip
+    return variables, scales
+
+
+# -- inspection -------------------------------------------------------------------------------
+
+
+def _line(name: str, shape, dtype) -> str:
+    return f"{name} [{','.join(str(int(d)) for d in shape)}] {tf.as_dtype(dtype).name}"
+
+
+def inspect_model(model: keras.Model) -> list[str]:
+    """``name [shape] dtype`` for each of ``model.variables`` (random states aside), in order."""
+    return [
+        _line(name, variable.shape, variable.dtype)
+        for name, variable in zip(variable_names(model), model.variables, strict=True)
+        if is_weight(name)
+    ]
+
+
+def inspect_path(path: str) -> list[str]:
+    """``name [shape] dtype`` for each variable of a checkpoint (TF1 or TF2) or SavedModel."""
+    source = read_source(path)
+    return [_line(n, source.shape(n), source.dtype(n)) for n in source.keys]

@@ -1,0 +1,308 @@
+"""Transfer learning: hub modules under Keras 3, warm start by name, lr_mult, inspect, export."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import ROOT, project_params, run_script
+
+from library import hub, steps, transfer
+from project import losses, model
+
+IMAGES = {"image": tf.random.uniform([8, 16, 16, 3], seed=7)}
+LABELS = tf.constant([0, 1] * 4)
+
+
+def write_tf_keras_module(path):
+    """An image module as TF Hub ships them: a tf_keras model saved with tf.saved_model.save
+    (the TF2 reusable-SavedModel interface), with batch norm and an L2 regularizer."""
+    import tf_keras
+
+    layers = tf_keras.layers
+    images = tf_keras.Input((16, 16, 3))
+    x = layers.Conv2D(8, 3, strides=2, kernel_regularizer=tf_keras.regularizers.L2(0.01))(images)
+    x = layers.ReLU()(layers.BatchNormalization()(x))
+    tf.saved_model.save(tf_keras.Model(images, layers.GlobalAveragePooling2D()(x)), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def module_path(tmp_path_factory):
+    return write_tf_keras_module(str(tmp_path_factory.mktemp("hub") / "module"))
+
+
+def hub_params(handle, fine_tuning, **overrides):
+    values = {"image_size": 16, "num_classes": 2, "dropout_rate": 0.0, "l2_regularization": 0.0}
+    return project_params(
+        encoder="hub", hub_handle=handle, fine_tuning=fine_tuning, **{**values, **overrides}
+    )
+
+
+def train(net, params, count=3, variables=None, scales=None, optimizer=None):
+    """``count`` steps of the library's train step."""
+    optimizer = optimizer or keras.optimizers.SGD(0.1)
+    variables = list(net.trainable_variables if variables is None else variables)
+    optimizer.build(variables)
+    state = steps.StepState()
+    step = tf.function(
+        steps.build_train_step(net, losses.loss_fn, optimizer, params, state, variables, scales)
+    )
+    for _ in range(count):
+        step(IMAGES, LABELS)
+
+
+def hub_values(net):
+    return {v.path: v.numpy().copy() for v in net.variables if v.path.startswith("hub/")}
+
+
+def test_a_fine_tuned_hub_module_trains_weights_statistics_and_regularization(module_path):
+    net = model.model_fn(hub_params(module_path, fine_tuning=True))
+    trainable = {v.path for v in net.trainable_variables}
+    assert {"hub/conv2d/kernel", "hub/batch_normalization/gamma"} <= trainable
+    assert "hub/batch_normalization/moving_mean" not in trainable
+    net(IMAGES, training=True)
+    module = tf.saved_model.load(module_path)
+    expected = sum(float(loss()) for loss in module.regularization_losses)
+    assert expected > 0
+    np.testing.assert_allclose(sum(float(x) for x in net.losses), expected, rtol=1e-5)
+    before = hub_values(net)
+    train(net, hub_params(module_path, True))
+    after = hub_values(net)
+    assert len(before) == 6  # kernel, bias, gamma, beta, moving mean and variance
+    for path, value in before.items():  # batch norm's statistics moved too: training mode
+        assert not np.array_equal(value, after[path]), path
+
+
+def test_a_frozen_hub_module_stays_bit_identical(module_path):
+    net = model.model_fn(hub_params(module_path, fine_tuning=False))
+    assert not [v.path for v in net.trainable_variables if v.path.startswith("hub/")]
+    net(IMAGES, training=True)
+    assert sum(float(x) for x in net.losses) == 0.0  # no regularization of frozen weights
+    before = hub_values(net)
+    logits_before = net.get_layer("logits").kernel.numpy().copy()
+    train(net, hub_params(module_path, False))
+    for path, value in hub_values(net).items():
+        np.testing.assert_array_equal(value, before[path], err_msg=path)
+    assert not np.array_equal(logits_before, net.get_layer("logits").kernel.numpy())
+
+
+def test_a_checkpoint_holds_the_fine_tuned_module(module_path, tmp_path):
+    params = hub_params(module_path, True)
+    trained = model.model_fn(params)
+    train(trained, params)
+    prefix = tf.train.Checkpoint(model=trained).save(str(tmp_path / "ckpt"))
+    fresh = model.model_fn(params)  # the module as shipped
+    assert not np.array_equal(hub_values(fresh)["hub/conv2d/kernel"], hub_values(trained)["hub/conv2d/kernel"])  # fmt: skip
+    tf.train.Checkpoint(model=fresh).restore(prefix).assert_existing_objects_matched()
+    for path, value in hub_values(trained).items():
+        np.testing.assert_array_equal(hub_values(fresh)[path], value, err_msg=path)
+
+
+def test_names_do_not_depend_on_what_was_built_before():
+    params = project_params(image_size=16, num_classes=2)
+    first = transfer.variable_names(model.model_fn(params))
+    model.model_fn(params)  # Keras' counters move on: conv2d_6, batch_normalization_6, ...
+    again = model.model_fn(params)
+    assert again.variables[0].path != "conv2d/kernel"  # the raw path did change
+    assert transfer.variable_names(again) == first
+    assert first[:3] == ["conv2d/kernel", "batch_normalization/gamma", "batch_normalization/beta"]
+    assert first[-2:] == ["logits/kernel", "logits/bias"]
+    # Names a user gave are kept even when they look like counters.
+    assert transfer.canonical_names(["block1_2/kernel", "dense_4/kernel", "dense_7/bias"]) == [
+        "block1_2/kernel",
+        "dense/kernel",
+        "dense_1/bias",
+    ]
+
+
+def write_tf1_checkpoint(prefix, values):
+    """A name-based checkpoint as tf.estimator and TF1's Saver left them."""
+    with tf.Graph().as_default():
+        variables = [tf.compat.v1.get_variable(n, initializer=v) for n, v in values.items()]
+        saver = tf.compat.v1.train.Saver(variables)
+        with tf.compat.v1.Session() as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            return saver.save(session, prefix)
+
+
+def tf1_values_for(net):
+    """Random values under TF1 names: our names, with the classifier called ``dense``."""
+    rng = np.random.default_rng(0)
+    values = {}
+    for name, variable in zip(transfer.variable_names(net), net.variables, strict=True):
+        if transfer.is_weight(name):  # dropout's random state is no weight
+            random = rng.normal(size=variable.shape)
+            values[name.replace("logits/", "dense/")] = random.astype(np.float32)
+    return values
+
+
+def test_warm_start_from_a_tf1_checkpoint_through_a_name_map(tmp_path):
+    params = project_params(image_size=16, num_classes=2)
+    net = model.model_fn(params)
+    values = tf1_values_for(net)
+    prefix = write_tf1_checkpoint(str(tmp_path / "tf1" / "model.ckpt"), values)
+    lines = []
+    with pytest.raises(transfer.TransferError, match=r"logits/kernel .*not in .*name_map"):
+        transfer.warm_start(net, prefix, say=lines.append)
+    untouched = net.get_layer("logits").kernel.numpy().copy()
+    assert not np.array_equal(untouched, values["dense/kernel"])  # nothing assigned on failure
+    count = transfer.warm_start(net, prefix, ".*", {"^logits/": "dense/"}, lines.append)
+    assert count == len(values) == len(net.variables) - 1  # dropout's random state aside
+    for name, variable in zip(transfer.variable_names(net), net.variables, strict=True):
+        if transfer.is_weight(name):
+            np.testing.assert_array_equal(
+                variable.numpy(), values[name.replace("logits/", "dense/")]
+            )
+    assert f"{count} of {count} variables" in lines[-1] and "TF1 checkpoint" in lines[-1]
+    # A selection takes only what it names; a different shape is an error naming it.
+    other = model.model_fn(params.replace(num_classes=3))
+    with pytest.raises(transfer.TransferError, match=r"logits/kernel has shape \[128, 3\]"):
+        transfer.warm_start(other, prefix, ".*", {"^logits/": "dense/"}, lines.append)
+    assert transfer.warm_start(other, prefix, "^(?!logits/)", {}, lines.append) == count - 2
+
+
+def test_warm_start_from_this_projects_checkpoint_and_a_saved_model(tmp_path):
+    params = project_params(image_size=16, num_classes=2)
+    source = model.model_fn(params)
+    for variable in source.variables:
+        variable.assign(tf.random.normal(variable.shape, seed=3))
+    tf.train.Checkpoint(model=source).save(str(tmp_path / "ours" / "ckpt"))
+    target = model.model_fn(params)  # built later: its raw names carry other counters
+    transfer.warm_start(target, str(tmp_path / "ours"), say=lambda line: None)
+    for ours, theirs in zip(target.variables, source.variables, strict=True):
+        if "seed_generator" not in ours.path:
+            np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    encoder_dir = str(tmp_path / "encoder")
+    hub.export_module(transfer.encoder_of(source, "features"), encoder_dir)
+    fresh = model.model_fn(params)
+    taken = transfer.warm_start(fresh, encoder_dir, "^(?!logits/)", say=lambda line: None)
+    assert taken == len(fresh.variables) - 3  # logits and dropout's random state aside
+    np.testing.assert_array_equal(fresh.variables[0].numpy(), source.variables[0].numpy())
+    with pytest.raises(transfer.TransferError, match="no such checkpoint"):
+        transfer.warm_start(fresh, str(tmp_path / "missing" / "ckpt"))
+
+
+def test_lr_mult_zero_freezes_and_a_tenth_moves_a_tenth_as_far():
+    params = project_params(image_size=16, num_classes=2, dropout_rate=0.0)
+    reference = model.model_fn(params)
+    lines = []
+
+    def moved(lr_mult, count):
+        net = model.model_fn(params)
+        net.set_weights(reference.get_weights())
+        variables, scales = transfer.update_scales(net, lr_mult, lines.append)
+        before = {
+            n: v.numpy().copy()
+            for n, v in zip(transfer.variable_names(net), net.variables, strict=True)
+        }
+        train(net, params, count, variables, scales)
+        return {
+            n: v.numpy() - before[n]
+            for n, v in zip(transfer.variable_names(net), net.variables, strict=True)
+        }
+
+    plain = moved({}, 1)
+    scaled = moved({"^conv2d/": 0.0, "^logits/": 0.1}, 1)
+    assert not np.any(scaled["conv2d/kernel"]) and np.any(plain["conv2d/kernel"])
+    np.testing.assert_allclose(scaled["logits/kernel"], 0.1 * plain["logits/kernel"], rtol=1e-4, atol=1e-9)  # fmt: skip
+    assert "lr_mult '^conv2d/': x0 on 1 variables (864 parameters)" in lines
+    several = moved({"^conv2d/": 0.0}, 4)
+    assert not np.any(several["conv2d/kernel"])  # bit-identical after several steps
+    with pytest.raises(transfer.TransferError, match="matches no trainable variable"):
+        transfer.update_scales(reference, {"^encoder/": 0.5})
+
+
+def test_inspect_lists_names_shapes_and_dtypes(tmp_path):
+    params = project_params(image_size=16, num_classes=2)
+    lines = transfer.inspect_model(model.model_fn(params))
+    assert lines[0] == "conv2d/kernel [3,3,3,32] float32"
+    assert lines[-1] == "logits/bias [2] float32"
+    prefix = write_tf1_checkpoint(
+        str(tmp_path / "model.ckpt"), {"dense/kernel": np.zeros((4, 2), np.float32)}
+    )
+    assert transfer.inspect_path(prefix) == ["dense/kernel [4,2] float32"]
+    ours = tf.train.Checkpoint(model=model.model_fn(params)).save(str(tmp_path / "ours"))
+    assert transfer.inspect_path(ours) == lines
+
+
+def test_run_py_warm_starts_once_freezes_exports_an_encoder_and_inspects(
+    stripes_records, tmp_path, module_path
+):
+    common = [
+        "--config_set", "smoke",
+        "--train_files", str(stripes_records / "train-*.tfrecord"),
+        "--eval_files", str(stripes_records / "eval-*.tfrecord"),
+        "--model_dir", str(tmp_path / "model"),
+        "--best_model_dir", str(tmp_path / "best"),
+        "--image_size", "16",
+        "--batch_norm_refresh_batches", "0",
+    ]  # fmt: skip
+    params = project_params(image_size=16, num_classes=2)
+    values = tf1_values_for(model.model_fn(params))
+    prefix = write_tf1_checkpoint(str(tmp_path / "tf1" / "model.ckpt"), values)
+    refused = run_script("run.py", *common, "--warm_start_from", prefix)
+    assert refused.returncode == 2, refused.stderr
+    assert "logits/kernel (looked up as 'logits/kernel') is not in" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    frozen = ["--lr_mult", "{'^conv2d/': 0}", "--warm_start_name_map", "{'^logits/': 'dense/'}"]
+    first = run_script("run.py", *common, "--warm_start_from", prefix, *frozen)
+    assert first.returncode == 0, first.stderr
+    assert f"warm start: {len(values)} of {len(values)} variables" in first.stdout
+    assert "lr_mult '^conv2d/': x0 on 1 variables (864 parameters)" in first.stdout
+    trained = transfer.read_source(str(tmp_path / "model"))
+    np.testing.assert_array_equal(trained.value("conv2d/kernel"), values["conv2d/kernel"])
+    assert not np.array_equal(trained.value("logits/kernel"), values["dense/kernel"])
+    again = run_script(
+        "run.py", *common, "--train_steps", "6", "--warm_start_from", prefix, *frozen
+    )
+    assert again.returncode == 0, again.stderr
+    assert "warm_start_from ignored" in again.stdout and "resuming from" in again.stdout
+    exported = run_script("run.py", *common, "--mode", "export_encoder")
+    assert exported.returncode == 0, exported.stderr
+    encoder_dir = str(tmp_path / "model" / "encoder")
+    assert f"as a reusable SavedModel: {encoder_dir}" in exported.stdout
+    inspected = run_script(
+        "run.py", *common, "--mode", "inspect", "--encoder", "hub", "--hub_handle", encoder_dir
+    )
+    assert inspected.returncode == 0, inspected.stderr
+    listed = [line for line in inspected.stdout.splitlines() if line.startswith("hub/")]
+    assert listed[0] == "hub/conv2d/kernel [3,3,3,32] float32", inspected.stdout
+    module = hub.HubModule(encoder_dir, trainable=False)
+    np.testing.assert_array_equal(module.adopted[0].numpy(), values["conv2d/kernel"])
+    fine_tune = run_script(
+        "run.py", *common, "--model_dir", str(tmp_path / "fine"), "--best_model_dir",
+        str(tmp_path / "fine_best"), "--encoder", "hub", "--hub_handle", module_path,
+    )  # fmt: skip
+    assert fine_tune.returncode == 0, fine_tune.stderr
+    assert "oneDNN off for this run" in fine_tune.stdout  # fine-tuning a module: no segfault
+    assert "oneDNN off" not in first.stdout  # our own encoders keep oneDNN's speed
+    assert os.path.isdir(os.path.join(tmp_path, "fine_best"))
+
+
+def test_a_missing_hub_handle_is_one_line(tmp_path):
+    result = run_script("run.py", "--config_set", "smoke", "--encoder", "hub", cwd=ROOT)
+    assert result.returncode == 2 and "hub_handle" in result.stderr
+    assert "Traceback" not in result.stderr
+    with pytest.raises(hub.HubError, match="no SavedModel folder"):
+        hub.HubModule(str(tmp_path / "nothing" / "here"))
+
+
+def test_onednn_is_turned_off_before_tensorflow_only_where_needed(monkeypatch):
+    from library import cli
+    from project.hyperparameters import onednn_off
+
+    def chosen(environment=None, **values):
+        monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+        if environment is not None:
+            monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", environment)
+        cli._choose_onednn(project_params(**values), onednn_off, "run.py")
+        return os.environ.get("TF_ENABLE_ONEDNN_OPTS")
+
+    assert chosen() is None  # small_cnn: oneDNN stays on
+    assert chosen(encoder="hub", hub_handle="m", fine_tuning=True) == "0"
+    assert chosen(encoder="hub", hub_handle="m", fine_tuning=False) is None  # no gradient
+    assert chosen(encoder="hub", hub_handle="m", onednn="on") is None
+    assert chosen(onednn="off") == "0"
+    assert chosen("1", encoder="hub", hub_handle="m") == "1"  # the user's own setting wins
