@@ -82,7 +82,11 @@ def main(
         )
 
     if args.mode in TRAINING_MODES:
-        _choose_onednn(params, getattr(declarations, "onednn_off", None), prog)
+        runs = [params]
+        if sweep is not None:  # one process trains every value: any value at risk decides
+            key, values = sweep[0], sweep[1]
+            runs = [params.replace(**{key: value}) for value in values]
+        _choose_onednn(runs, getattr(declarations, "onednn_off", None), prog)
     from library.quiet import import_tensorflow
 
     import_tensorflow()  # deferred until the configuration is valid: it takes seconds
@@ -103,19 +107,21 @@ def main(
         return 130
 
 
-def _choose_onednn(params, onednn_off, prog: str) -> None:
+def _choose_onednn(runs, onednn_off, prog: str) -> None:
     """Turns oneDNN off before TensorFlow loads (the only time it can be) when asked to.
 
     TF 2.21's oneDNN kernel for a convolution's filter gradient crashes the process (SIGSEGV
-    or SIGABRT) on some CPUs for 1x1 stride-2 convolutions with few input channels, which
-    pretrained modules' early layers have. Without oneDNN such a run trains about a third
-    slower, so ``auto`` turns it off only where the project says the model is at risk.
+    or SIGABRT) on some CPUs for 1x1 stride-2 convolutions with few input channels (3-8) on
+    maps near 60 px, which pretrained modules' early layers have. Without oneDNN a run trains
+    about a third slower, so ``auto`` turns it off only for the ``runs`` (the configurations
+    one process trains) the project says are at risk.
     A ``TF_ENABLE_ONEDNN_OPTS`` the user set wins over all of this.
     """
     if "TF_ENABLE_ONEDNN_OPTS" in os.environ:
         return
+    params = runs[0]
     off = params.onednn == "off" or (
-        params.onednn == "auto" and onednn_off is not None and onednn_off(params)
+        params.onednn == "auto" and onednn_off is not None and any(map(onednn_off, runs))
     )
     if off:
         os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"

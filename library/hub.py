@@ -42,7 +42,7 @@ def resolve_handle(handle: str) -> str:
         ) from None
 
 
-def load_module(handle: str):
+def load_module(handle: str) -> tf.Module:
     """The restored module of ``handle``, checked for the reusable-SavedModel interface."""
     path = resolve_handle(handle)
     try:
@@ -103,7 +103,15 @@ class HubModule(keras.layers.Layer):
 
     def compute_output_spec(self, images, training=False):
         spec = tf.TensorSpec([1, *images.shape[1:]], images.dtype)
-        shape = self.module.__call__.get_concrete_function(spec, training=False).output_shapes
+        try:
+            concrete = self.module.__call__.get_concrete_function(spec, training=False)
+        except (TypeError, ValueError) as error:
+            reason = str(error).strip().splitlines()[0]
+            raise HubError(
+                f"hub_handle {self.handle}: the module does not take images of shape "
+                f"{list(images.shape[1:])} with training=False ({reason}); check image_size"
+            ) from None
+        shape = concrete.output_shapes
         return keras.KerasTensor((images.shape[0], *shape[1:]), dtype=self.compute_dtype)
 
     def get_config(self):
@@ -136,9 +144,13 @@ def export_module(encoder: keras.Model, directory: str) -> str:
         ]
     else:
         root.regularization_losses = []
+    if tf.io.gfile.exists(directory) and not tf.io.gfile.exists(
+        os.path.join(directory, "saved_model.pb")
+    ):
+        raise HubError(f"{directory} exists and is not a SavedModel: choose another folder")
     temporary = f"{directory.rstrip('/')}.tmp-{os.getpid()}"
     tf.saved_model.save(root, temporary)
-    if tf.io.gfile.exists(directory):
+    if tf.io.gfile.exists(directory):  # an earlier export of it: replaced whole
         shutil.rmtree(directory)
     tf.io.gfile.rename(temporary, directory)
     return directory

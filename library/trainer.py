@@ -104,8 +104,11 @@ def create_trainer(
     state.schedule_steps.assign(plan.schedule_steps)
     with strategy.scope():
         optimizer = functions.optimizer_fn(params, plan)
-        optimizer.build(variables)
+        # Built on every trainable variable, frozen ones too: its slots are saved by position,
+        # so a resume with another lr_mult restores each slot into its own variable.
+        optimizer.build(model.trainable_variables)
     if restored:  # the optimizer is built from the restored plan, then restored itself
+        _check_same_trainables(model, restored)
         checkpoints.restore_from(tf.train.Checkpoint(optimizer=optimizer), restored)
     saved = {"model": model, "optimizer": optimizer, "state": state}
     iterator = iter(distribute.distribute_dataset(strategy, input_fn))
@@ -143,6 +146,20 @@ def create_trainer(
     if restored:
         trainer.saved_step, trainer.last_saved = trainer.step, restored
     return trainer
+
+
+def _check_same_trainables(model: keras.Model, prefix: str) -> None:
+    """Refuses a resume whose trainable variables differ from the checkpoint's (fine_tuning
+    changed, say): the optimizer's slots would land in the wrong variables."""
+    saved = transfer.optimizer_variable_names(prefix)
+    current = transfer.tensorflow_names(model.trainable_variables)
+    if saved is not None and saved != current:
+        changed = sorted(set(saved) ^ set(current))
+        raise checkpoints.CheckpointError(
+            f"{prefix} trained {len(saved)} variables, this model has {len(current)} trainable "
+            f"({', '.join(changed[:3]) or 'in another order'}...): fine_tuning or the model "
+            "changed; train into a new model_dir, with warm_start_from to start from this one"
+        )
 
 
 class _StatisticsRefresher:

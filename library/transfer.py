@@ -155,16 +155,48 @@ def read_source(path: str) -> Source:
     if OBJECT_GRAPH_KEY not in shapes:
         keys = {key: key for key in sorted(shapes)}
         return Source(prefix, "TF1 checkpoint", keys, reader)
-    graph = trackable_object_graph_pb2.TrackableObjectGraph()
-    graph.ParseFromString(reader.get_tensor(OBJECT_GRAPH_KEY))
-    full = {}
+    graph = _object_graph(reader)
+    full: dict[str, str] = {}
+    ambiguous = set()
     for node in graph.nodes:
         for attribute in node.attributes:
             if attribute.name == "VARIABLE_VALUE" and attribute.checkpoint_key in shapes:
-                full.setdefault(attribute.full_name or attribute.checkpoint_key, attribute.checkpoint_key)  # fmt: skip
+                name = attribute.full_name or attribute.checkpoint_key
+                if full.setdefault(name, attribute.checkpoint_key) != attribute.checkpoint_key:
+                    ambiguous.add(name)
     # A variable the optimizer also tracks may be keyed under it: its name is what counts.
+    # Two variables of one name (two modules' conv2d/kernel) cannot be told apart by name.
+    for name in ambiguous:
+        del full[name]
     names = canonical_names(list(full))
     return Source(prefix, "TF2 checkpoint", dict(zip(names, full.values(), strict=True)), reader)
+
+
+def _object_graph(reader: tf.train.CheckpointReader):
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(reader.get_tensor(OBJECT_GRAPH_KEY))
+    return graph
+
+
+def optimizer_variable_names(prefix: str) -> list[str] | None:
+    """The canonical names of the variables the optimizer of a checkpoint of ours trained,
+    in its order (its slots are saved by position), or None when it holds no optimizer."""
+    reader = tf.train.load_checkpoint(prefix)
+    graph = _object_graph(reader)
+    node = graph.nodes[0]
+    for child in ("optimizer", "_trainable_variables"):
+        ids = [c.node_id for c in node.children if c.local_name == child]
+        if not ids:
+            return None
+        node = graph.nodes[ids[0]]
+    ordered = sorted(node.children, key=lambda c: int(c.local_name))
+    names = [graph.nodes[c.node_id].attributes[0].full_name for c in ordered]
+    return canonical_names(names)
+
+
+def tensorflow_names(variables: Sequence) -> list[str]:
+    """What a checkpoint records of each variable: its ``tf.Variable``'s name, canonical."""
+    return canonical_names([getattr(v, "value", v).name.split(":")[0] for v in variables])
 
 
 # -- warm start -------------------------------------------------------------------------------
@@ -173,7 +205,12 @@ def read_source(path: str) -> Source:
 def _source_name(name: str, name_map: Mapping[str, str]) -> str:
     for pattern, replacement in name_map.items():
         if re.search(pattern, name):
-            return re.sub(pattern, replacement, name)
+            try:
+                return re.sub(pattern, replacement, name)
+            except re.error as error:
+                raise TransferError(
+                    f"warm_start_name_map: {pattern!r} -> {replacement!r} ({error})"
+                ) from None
     return name
 
 
@@ -205,9 +242,14 @@ def warm_start(
     ]
     if not chosen:
         raise TransferError(f"warm_start_vars {select!r} matches none of the model's variables")
+    # Our own checkpoints name a module's variables as the module does ("conv2d/kernel" for
+    # "hub/conv2d/kernel"): their TensorFlow names are the second place to look.
+    tensorflow = dict(zip(variable_names(model), tensorflow_names(model.variables), strict=True))
     values = []
     for name, variable in chosen:
         wanted = _source_name(name, name_map)
+        if wanted not in source.keys and not name_map and tensorflow[name] in source.keys:
+            wanted = tensorflow[name]
         if wanted not in source.keys:
             close = _closest(wanted, source.keys)
             raise TransferError(
@@ -265,9 +307,11 @@ def update_scales(
         if factor != 0.0:
             variables.append(variable)
             scales.append(factor)
+    if not variables:
+        raise TransferError("nothing trains: lr_mult and fine_tuning freeze every variable")
     for pattern, (count, parameters) in covered.items():
         if not count:
-            raise TransferError(f"lr_mult: {pattern!r} matches no trainable variable (see --mode inspect)")  # fmt: skip
+            raise TransferError(f"lr_mult: {pattern!r} matches no trainable variable, or only ones an earlier pattern took (see --mode inspect)")  # fmt: skip
         say(f"lr_mult {pattern!r}: x{lr_mult[pattern]:g} on {count} variables ({parameters:,} parameters)")  # fmt: skip
     return variables, scales
 

@@ -55,8 +55,10 @@ def onednn_off(params) -> bool:
     """Whether training must run without oneDNN (run option ``onednn: auto``).
 
     Fine-tuning a pretrained module: TF 2.21's oneDNN filter gradient of 1x1 stride-2
-    convolutions with few input channels (early layers of Xception-style modules) crashes
-    the process on some CPUs (this machine's among them). Our own encoders never meet it and keep oneDNN's speed.
+    convolutions with few input channels (3-8, early layers of Xception-style modules)
+    crashes the process on some CPUs (this machine's among them). Our own encoders have no
+    such layer (resnet's 1x1 stride-2 shortcuts see 16 or more channels, which did not
+    crash here) and keep oneDNN's speed.
     """
     return params.encoder == "hub" and params.fine_tuning
 

@@ -98,6 +98,11 @@ def test_a_checkpoint_holds_the_fine_tuned_module(module_path, tmp_path):
     tf.train.Checkpoint(model=fresh).restore(prefix).assert_existing_objects_matched()
     for path, value in hub_values(trained).items():
         np.testing.assert_array_equal(hub_values(fresh)[path], value, err_msg=path)
+    # A new run can warm start from it by name, the module's variables included.
+    warm = model.model_fn(params)
+    transfer.warm_start(warm, prefix, say=lambda line: None)
+    for path, value in hub_values(trained).items():
+        np.testing.assert_array_equal(hub_values(warm)[path], value, err_msg=path)
 
 
 def test_names_do_not_depend_on_what_was_built_before():
@@ -144,10 +149,10 @@ def test_warm_start_from_a_tf1_checkpoint_through_a_name_map(tmp_path):
     values = tf1_values_for(net)
     prefix = write_tf1_checkpoint(str(tmp_path / "tf1" / "model.ckpt"), values)
     lines = []
+    first = net.variables[0].numpy().copy()  # conv2d/kernel: found in the source
     with pytest.raises(transfer.TransferError, match=r"logits/kernel .*not in .*name_map"):
         transfer.warm_start(net, prefix, say=lines.append)
-    untouched = net.get_layer("logits").kernel.numpy().copy()
-    assert not np.array_equal(untouched, values["dense/kernel"])  # nothing assigned on failure
+    np.testing.assert_array_equal(net.variables[0].numpy(), first)  # nothing assigned on failure
     count = transfer.warm_start(net, prefix, ".*", {"^logits/": "dense/"}, lines.append)
     assert count == len(values) == len(net.variables) - 1  # dropout's random state aside
     for name, variable in zip(transfer.variable_names(net), net.variables, strict=True):
@@ -278,7 +283,16 @@ def test_run_py_warm_starts_once_freezes_exports_an_encoder_and_inspects(
     assert fine_tune.returncode == 0, fine_tune.stderr
     assert "oneDNN off for this run" in fine_tune.stdout  # fine-tuning a module: no segfault
     assert "oneDNN off" not in first.stdout  # our own encoders keep oneDNN's speed
-    assert os.path.isdir(os.path.join(tmp_path, "fine_best"))
+    # The whole model, module inside, exported as the best SavedModel.
+    assert os.path.exists(os.path.join(tmp_path, "fine_best", "saved_model", "saved_model.pb"))
+    hub_run = [*common, "--model_dir", str(tmp_path / "fine"), "--best_model_dir",
+               str(tmp_path / "fine_best"), "--encoder", "hub", "--hub_handle", module_path]  # fmt: skip
+    switched = run_script("run.py", *hub_run, "--train_steps", "6", "--fine_tuning", "false")
+    assert switched.returncode == 2, switched.stderr
+    assert "fine_tuning or the model changed" in switched.stderr
+    resumed = run_script("run.py", *hub_run, "--train_steps", "6")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from" in resumed.stdout and "at step 4" in resumed.stdout
 
 
 def test_a_missing_hub_handle_is_one_line(tmp_path):
@@ -297,7 +311,7 @@ def test_onednn_is_turned_off_before_tensorflow_only_where_needed(monkeypatch):
         monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
         if environment is not None:
             monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", environment)
-        cli._choose_onednn(project_params(**values), onednn_off, "run.py")
+        cli._choose_onednn([project_params(**values)], onednn_off, "run.py")
         return os.environ.get("TF_ENABLE_ONEDNN_OPTS")
 
     assert chosen() is None  # small_cnn: oneDNN stays on
@@ -306,3 +320,7 @@ def test_onednn_is_turned_off_before_tensorflow_only_where_needed(monkeypatch):
     assert chosen(encoder="hub", hub_handle="m", onednn="on") is None
     assert chosen(onednn="off") == "0"
     assert chosen("1", encoder="hub", hub_handle="m") == "1"  # the user's own setting wins
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    frozen = project_params(encoder="hub", hub_handle="m", fine_tuning=False)
+    cli._choose_onednn([frozen, frozen.replace(fine_tuning=True)], onednn_off, "run.py")
+    assert os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0"  # a sweep with one value at risk
