@@ -140,7 +140,7 @@ def test_a_refused_resume_leaves_the_saved_configuration_untouched(stripes_recor
 @pytest.mark.parametrize(
     "argv, fragment",
     [
-        (["--encoder", "smal_cnn"], "encoder must be one of small_cnn, resnet, got 'smal_cnn' (did you mean 'small_cnn'?)"),
+        (["--encoder", "smal_cnn"], "encoder must be one of small_cnn, resnet, hub, got 'smal_cnn' (did you mean 'small_cnn'?)"),
         (["--train_batch_size", "-4"], "train_batch_size must be in [1, inf), got -4"),
         (["--best_metric", "acuracy"], "got 'acuracy' (did you mean 'accuracy'?)"),
         (["--dropout_rate", "1.5"], "dropout_rate must be in [0, 1), got 1.5"),

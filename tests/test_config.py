@@ -327,7 +327,7 @@ def test_a_hyperparameter_declared_in_project_needs_no_library_edit(tmp_path):
             "HYPERPARAMETERS = (\n"
             '    Field("head_width", int, 64, "units of a new head layer", interval="[1, inf)"),\n'
             '    Field("widths", list[int], [8, 16], "a list-valued key"),\n'
-            '    Field("lr_mult", dict[str, float], {}, "a mapping-valued key"),\n',
+            '    Field("head_scales", dict[str, float], {}, "a mapping-valued key"),\n',
         )
     )
     (clone / "hyperparameters.yaml").write_text(
@@ -338,21 +338,21 @@ def test_a_hyperparameter_declared_in_project_needs_no_library_edit(tmp_path):
         (clone / "project.yaml").read_text() + "wide:\n  <<: *DEFAULT\n  hyperparameter_set: wide\n"
     )
     result = run_clone(
-        "--config_set", "wide", "--print_config", "--lr_mult", "{'^encoder/': 0.1}"
+        "--config_set", "wide", "--print_config", "--head_scales", "{'^encoder/': 0.1}"
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     printed = yaml.safe_load(result.stdout)["hyperparameters"]
     assert printed["head_width"] == 256 and printed["widths"] == [4, 8, 12]
-    assert printed["lr_mult"] == {"^encoder/": 0.1}
+    assert printed["head_scales"] == {"^encoder/": 0.1}
     overridden = run_clone("--print_config", "--head_width", "32", "--widths", "[1, 2]")
     printed = yaml.safe_load(overridden.stdout)["hyperparameters"]
     assert printed["head_width"] == 32 and printed["widths"] == [1, 2]
-    assert printed["lr_mult"] == {}  # the declared default
+    assert printed["head_scales"] == {}  # the declared default
     # Still strict: out of range, wrong item type, and a key nobody declared.
     for argv, fragment in (
         (["--head_width", "0"], "head_width must be in [1, inf), got 0"),
         (["--widths", "[1, x]"], "widths must be list[int]"),
-        (["--lr_mult", "{'a': fast}"], "lr_mult must be dict[str, float]"),
+        (["--head_scales", "{'a': fast}"], "head_scales must be dict[str, float]"),
         (["--head_widht", "3"], "did you mean --head_width?"),
     ):
         refused = run_clone("--print_config", *argv)
