@@ -16,6 +16,7 @@ scikit-learn).
 """
 
 import csv
+import json
 import os
 import re
 import shutil
@@ -64,8 +65,6 @@ def convert() -> None:
 
 def best_accuracy(model_dir: str) -> tuple[float, int]:
     """The best validation accuracy a run reached, and its step (from metrics.jsonl)."""
-    import json
-
     with open(os.path.join(model_dir, "metrics.jsonl"), encoding="utf-8") as stream:
         rows = [json.loads(line) for line in stream if line.strip()]
     row = max(rows, key=lambda r: r["eval_accuracy"])

@@ -304,7 +304,7 @@ def _export_encoder(params: Params, functions: Functions) -> int:
     params = estimator.params
     model, prefix = estimator.restore_model(params.checkpoint)
     directory = params.export_encoder_dir or os.path.join(params.model_dir, "encoder")
-    encoder = transfer.encoder_of(model, params.encoder_layer)
+    encoder = hub.encoder_of(model, params.encoder_layer)
     hub.export_module(encoder, directory)
     print(
         f"exported the encoder of {prefix} ({len(encoder.variables)} variables, output "

@@ -13,8 +13,8 @@ checkpoints hold them.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import os
-import shutil
 
 import keras
 import tensorflow as tf
@@ -96,7 +96,7 @@ class HubModule(keras.layers.Layer):
     def call(self, images, training=False):
         fine_tuning = bool(training) and self.trainable
         outputs = self.module(images, training=fine_tuning)
-        if fine_tuning and not isinstance(images, keras.KerasTensor):
+        if fine_tuning:
             for loss in getattr(self.module, "regularization_losses", ()):
                 self.add_loss(loss())
         return outputs
@@ -125,6 +125,10 @@ def export_module(encoder: keras.Model, directory: str) -> str:
     ``variables``, ``trainable_variables`` and ``regularization_losses`` are saved with it.
     Written through a temporary folder, so ``directory`` is whole or absent.
     """
+    if tf.io.gfile.exists(directory) and not tf.io.gfile.exists(
+        os.path.join(directory, "saved_model.pb")
+    ):
+        raise HubError(f"{directory} exists and is not a SavedModel: choose another folder")
     spec = tf.TensorSpec([None, *encoder.input_shape[1:]], tf.float32)
     root = tf.train.Checkpoint()
     root.encoder = encoder
@@ -144,13 +148,33 @@ def export_module(encoder: keras.Model, directory: str) -> str:
         ]
     else:
         root.regularization_losses = []
-    if tf.io.gfile.exists(directory) and not tf.io.gfile.exists(
-        os.path.join(directory, "saved_model.pb")
-    ):
-        raise HubError(f"{directory} exists and is not a SavedModel: choose another folder")
     temporary = f"{directory.rstrip('/')}.tmp-{os.getpid()}"
-    tf.saved_model.save(root, temporary)
+    try:
+        tf.saved_model.save(root, temporary)
+    except BaseException:
+        if tf.io.gfile.exists(temporary):
+            tf.io.gfile.rmtree(temporary)
+        raise
     if tf.io.gfile.exists(directory):  # an earlier export of it: replaced whole
-        shutil.rmtree(directory)
+        tf.io.gfile.rmtree(directory)
     tf.io.gfile.rename(temporary, directory)
     return directory
+
+
+def encoder_of(model: keras.Model, layer_name: str = "") -> keras.Model:
+    """The part of ``model`` from its image input to ``layer_name``'s output (default: the
+    input of the last layer, i.e. what a one-layer head receives)."""
+    if layer_name:
+        try:
+            output = model.get_layer(layer_name).output
+        except ValueError:
+            close = difflib.get_close_matches(layer_name, [x.name for x in model.layers], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise HubError(
+                f"encoder_layer {layer_name!r} is not a layer of the model{hint}"
+            ) from None
+    else:
+        output = model.layers[-1].input
+    if len(model.inputs) != 1:
+        raise HubError("export_encoder needs a model with one (image) input")
+    return keras.Model(model.inputs[0], output, name="encoder")

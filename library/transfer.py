@@ -16,6 +16,8 @@ Sources of a warm start, read by name:
 
 from __future__ import annotations
 
+import difflib
+import functools
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -41,6 +43,7 @@ def _snake_case(name: str) -> str:
     return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
+@functools.cache
 def _automatic_bases() -> frozenset[str]:
     """The names Keras gives layers and models that nobody named (``conv2d``, ``dense``...)."""
     classes = [getattr(keras.layers, n) for n in dir(keras.layers)] + [keras.Model]
@@ -88,24 +91,6 @@ def variable_names(model: keras.Model) -> list[str]:
     return canonical_names([v.path for v in model.variables])
 
 
-def encoder_of(model: keras.Model, layer_name: str = "") -> keras.Model:
-    """The part of ``model`` from its image input to ``layer_name``'s output (default: the
-    input of the last layer, i.e. what a one-layer head receives)."""
-    if layer_name:
-        try:
-            output = model.get_layer(layer_name).output
-        except ValueError:
-            names = [layer.name for layer in model.layers]
-            raise TransferError(
-                f"encoder_layer {layer_name!r} is not a layer of the model{_closest(layer_name, names)}"
-            ) from None
-    else:
-        output = model.layers[-1].input
-    if len(model.inputs) != 1:
-        raise TransferError("export_encoder needs a model with one (image) input")
-    return keras.Model(model.inputs[0], output, name="encoder")
-
-
 # -- reading a source by name ------------------------------------------------------------------
 
 
@@ -117,12 +102,14 @@ class Source:
     kind: str  # "TF2 checkpoint", "TF1 checkpoint"
     keys: Mapping[str, str]
     reader: tf.train.CheckpointReader
+    shapes: Mapping[str, list[int]]  # by checkpoint key (the reader rebuilds its maps per call)
+    dtypes: Mapping[str, tf.DType]
 
     def shape(self, name: str) -> list[int]:
-        return self.reader.get_variable_to_shape_map()[self.keys[name]]
+        return self.shapes[self.keys[name]]
 
     def dtype(self, name: str) -> tf.DType:
-        return self.reader.get_variable_to_dtype_map()[self.keys[name]]
+        return self.dtypes[self.keys[name]]
 
     def value(self, name: str) -> np.ndarray:
         return self.reader.get_tensor(self.keys[name])
@@ -151,10 +138,10 @@ def read_source(path: str) -> Source:
     except (tf.errors.OpError, ValueError) as error:
         reason = str(error).strip().splitlines()[0]
         raise TransferError(f"{path}: not a readable checkpoint ({reason})") from None
-    shapes = reader.get_variable_to_shape_map()
+    shapes, dtypes = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
     if OBJECT_GRAPH_KEY not in shapes:
         keys = {key: key for key in sorted(shapes)}
-        return Source(prefix, "TF1 checkpoint", keys, reader)
+        return Source(prefix, "TF1 checkpoint", keys, reader, shapes, dtypes)
     graph = _object_graph(reader)
     full: dict[str, str] = {}
     ambiguous = set()
@@ -169,7 +156,8 @@ def read_source(path: str) -> Source:
     for name in ambiguous:
         del full[name]
     names = canonical_names(list(full))
-    return Source(prefix, "TF2 checkpoint", dict(zip(names, full.values(), strict=True)), reader)
+    keys = dict(zip(names, full.values(), strict=True))
+    return Source(prefix, "TF2 checkpoint", keys, reader, shapes, dtypes)
 
 
 def _object_graph(reader: tf.train.CheckpointReader):
@@ -235,16 +223,17 @@ def warm_start(
     """
     name_map = dict(name_map or {})
     source = read_source(source_path)
+    names = variable_names(model)
     chosen = [
         (name, variable)
-        for name, variable in zip(variable_names(model), model.variables, strict=True)
+        for name, variable in zip(names, model.variables, strict=True)
         if is_weight(name) and re.search(select, name)
     ]
     if not chosen:
         raise TransferError(f"warm_start_vars {select!r} matches none of the model's variables")
     # Our own checkpoints name a module's variables as the module does ("conv2d/kernel" for
     # "hub/conv2d/kernel"): their TensorFlow names are the second place to look.
-    tensorflow = dict(zip(variable_names(model), tensorflow_names(model.variables), strict=True))
+    tensorflow = dict(zip(names, tensorflow_names(model.variables), strict=True))
     values = []
     for name, variable in chosen:
         wanted = _source_name(name, name_map)
@@ -265,7 +254,7 @@ def warm_start(
     for (_, variable), value in zip(chosen, values, strict=True):
         variable.assign(value.astype(variable.dtype))
     parameters = sum(int(np.prod(variable.shape)) for _, variable in chosen)
-    weights = sum(is_weight(name) for name in variable_names(model))
+    weights = sum(is_weight(name) for name in names)
     say(
         f"warm start: {len(chosen)} of {weights} variables ({parameters:,} "
         f"parameters) from {source.path} ({source.kind}); the rest start fresh"
@@ -274,8 +263,6 @@ def warm_start(
 
 
 def _closest(name: str, names) -> str:
-    import difflib
-
     close = difflib.get_close_matches(name, list(names), n=1, cutoff=0.5)
     return f" (closest: {close[0]!r})" if close else ""
 

@@ -180,7 +180,7 @@ def test_warm_start_from_this_projects_checkpoint_and_a_saved_model(tmp_path):
         if "seed_generator" not in ours.path:
             np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
     encoder_dir = str(tmp_path / "encoder")
-    hub.export_module(transfer.encoder_of(source, "features"), encoder_dir)
+    hub.export_module(hub.encoder_of(source, "features"), encoder_dir)
     fresh = model.model_fn(params)
     taken = transfer.warm_start(fresh, encoder_dir, "^(?!logits/)", say=lambda line: None)
     assert taken == len(fresh.variables) - 3  # logits and dropout's random state aside
@@ -213,6 +213,8 @@ def test_lr_mult_zero_freezes_and_a_tenth_moves_a_tenth_as_far():
     assert not np.any(scaled["conv2d/kernel"]) and np.any(plain["conv2d/kernel"])
     np.testing.assert_allclose(scaled["logits/kernel"], 0.1 * plain["logits/kernel"], rtol=1e-4, atol=1e-9)  # fmt: skip
     assert "lr_mult '^conv2d/': x0 on 1 variables (864 parameters)" in lines
+    frozen_out, _ = transfer.update_scales(reference, {"^conv2d/": 0.0}, lines.append)
+    assert reference.variables[0].path not in {v.path for v in frozen_out}  # conv2d/kernel
     several = moved({"^conv2d/": 0.0}, 4)
     assert not np.any(several["conv2d/kernel"])  # bit-identical after several steps
     with pytest.raises(transfer.TransferError, match="matches no trainable variable"):
