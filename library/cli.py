@@ -112,8 +112,8 @@ def _choose_onednn(runs, onednn_off, prog: str) -> None:
 
     TF 2.21's oneDNN kernel for a convolution's filter gradient crashes the process (SIGSEGV
     or SIGABRT) on some CPUs for 1x1 stride-2 convolutions with few input channels (3-8) on
-    maps near 60 px, which pretrained modules' early layers have. Without oneDNN a run trains
-    about a third slower, so ``auto`` turns it off only for the ``runs`` (the configurations
+    maps near 60 px, which pretrained modules' early layers have. Without oneDNN training
+    is slower (bench/onednn.py: up to 0.41x for a ResNet), so ``auto`` turns it off only for the ``runs`` (the configurations
     one process trains) the project says are at risk.
     A ``TF_ENABLE_ONEDNN_OPTS`` the user set wins over all of this.
     """

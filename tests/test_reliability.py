@@ -68,10 +68,11 @@ def specs(params, max_steps, eval_files=None):
 def test_a_short_run_on_small_data_classifies_what_it_learned(stripes_records, tmp_path):
     """With the defaults, a model whose training loss fell classifies its own training images
     in inference mode: Keras' batch-norm momentum of 0.99 without re-estimated statistics
-    leaves them near chance after 30 steps."""
-    params = stripes_params(stripes_records, tmp_path, train_steps=30, steps_between_evals=30)
-    train, _ = specs(params, 30)
-    _, on_training_images = specs(params, 30, eval_files=params.train_files)
+    leaves them near chance after 40 steps. (The training order is not deterministic: at 30
+    steps the mean training loss ranged 0.14-0.31 over runs, at 40 it was 0.08.)"""
+    params = stripes_params(stripes_records, tmp_path, train_steps=40, steps_between_evals=40)
+    train, _ = specs(params, 40)
+    _, on_training_images = specs(params, 40, eval_files=params.train_files)
     train_and_evaluate(estimator_for(params), train, on_training_images)
     (last,) = summaries.read_metrics(params.model_dir)
     assert last["train_loss"] < 0.3, last  # it learned...
@@ -166,7 +167,7 @@ def scalars(folder, tag):
 
 def test_input_wait_is_high_for_a_slow_input_and_low_for_an_in_memory_one(tmp_path, capsys):
     fast = input_wait_of(tmp_path, 0.0)
-    slow = input_wait_of(tmp_path, 0.25)
+    slow = input_wait_of(tmp_path, 1.0)  # far above a step, even on a loaded machine
     assert fast and slow
     assert max(fast) < 0.3, fast
     assert min(slow) > 0.5, slow
