@@ -212,8 +212,14 @@ def overhead(work, case, data, epochs, steps_per_epoch):
                     EvalSpec(dataset_fn(*eval_data, training=False)),
                 )
         runs[name].append(time.perf_counter() - start)
+        print(f"  {name}: {runs[name][-1]:.1f} s", flush=True)
         if name != "train" and runs[name][-1] == min(runs[name]):
             breakdown = dict(timings)
+            # What the training step waited for: the loop calls the train actions (Evaluate
+            # calls the recorders inside its own time) and their finish, one after another.
+            main_thread = ("LogProgress", "SaveCheckpoint", "Evaluate")
+            waited = sum(sum(v) for k, v in timings.items() if k.split(".")[0] in main_thread)
+            waited_share = waited / runs[name][-1]
     train, full = min(runs["train"]), min(runs["train_and_evaluate"])
     recorders = ("WriteEvalSummaries", "AppendMetrics", "DrawPlots", "KeepBest", "SayEvaluation")
     after = sum(median(breakdown[n]) for n in ("SaveCheckpoint", *recorders))
@@ -224,6 +230,7 @@ def overhead(work, case, data, epochs, steps_per_epoch):
     return {
         "epoch": train / epochs,
         "share": (full - train) / full,
+        "waited": waited_share,
         "per_evaluation": (full - train - end) / epochs,
         "after_evaluation": after,
         "evaluation_pass": evaluate,
@@ -240,6 +247,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--epoch_steps", type=int, default=160, help="steps per epoch (overhead)")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs of the overhead runs")
     parser.add_argument("--overhead_only", action="store_true")
     args = parser.parse_args()
     cases = {
@@ -266,7 +274,11 @@ def main():
                 f"Estimator / fit {ours / fit:.2f} ({ours_spe / fit:.2f})"
             )
         cost = overhead(
-            work, cases["small_cnn 32px"][0], in_memory(32, 40 * BATCH), 3, args.epoch_steps
+            work,
+            cases["small_cnn 32px"][0],
+            in_memory(32, 40 * BATCH),
+            args.epochs,
+            args.epoch_steps,
         )
         print(
             f"train_and_evaluate, {args.epoch_steps}-step epochs of {cost['epoch']:.1f} s, "
@@ -279,6 +291,11 @@ def main():
             f"path ({100 * cost['after_evaluation'] / cost['epoch']:.2f}% of an epoch)"
         )
         print(f"  once at the end (best SavedModel, background work): {cost['end_of_run']:.2f} s")
+        print(
+            f"  the training step waited for evaluations, checkpoints and recorders "
+            f"{100 * cost['waited']:.2f}% of the run (in-run figure; the difference of two runs "
+            "above drifts with the shared machine)"
+        )
         print(
             "  median seconds per call: "
             + ", ".join(f"{k} {v:.3f}" for k, v in sorted(cost["breakdown"].items()))

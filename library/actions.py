@@ -289,8 +289,10 @@ class DrawPlots:
 class KeepBest:
     """Saves the evaluated weights as the best checkpoint when they beat the best so far.
 
-    The SavedModel of the best is written once the best settles (at the end of training),
-    from the best checkpoint: a SavedModel export costs seconds, a checkpoint a fraction.
+    The best's SavedModel is written in the background from the best checkpoint (seconds of
+    tracing the training step need not wait for); a new best arriving meanwhile is exported
+    once that export ends. ``finish`` waits for it, and writes the SavedModel when the one in
+    the folder is older than the best (a run killed before its export).
     """
 
     def __init__(
@@ -299,6 +301,7 @@ class KeepBest:
         export_fn: Callable[[str, str], None] | None = None,
     ):
         self.exporter, self.export_fn = exporter, export_fn
+        self.background = Background("export", coalesce=True)
 
     def __call__(self, evaluation: Evaluation) -> None:
         evaluation.is_best = self.exporter.maybe_export(
@@ -308,8 +311,11 @@ class KeepBest:
             evaluation.model,
             evaluation.checkpoint,
         )
+        if evaluation.is_best and self.export_fn is not None:
+            self.background.submit(self.exporter.export_saved_model, self.export_fn)
 
     def finish(self) -> None:
+        self.background.wait()
         if self.export_fn is not None:
             self.exporter.export_saved_model(self.export_fn)
 

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+import threading
 import time
 from collections.abc import Callable
 
@@ -164,9 +165,9 @@ class BestExporter:
         self.mode = mode
         clean_leftovers(directory)
         self.best = self._read_best()
-        self.changed = False  # a new best since this exporter started
         self._manager: tf.train.CheckpointManager | None = None
         self._model = None
+        self._lock = threading.Lock()  # the folder and best.json, against a background export
 
     def _read_best(self) -> dict | None:
         path = os.path.join(self.directory, BEST_JSON)
@@ -206,25 +207,25 @@ class BestExporter:
         value = float(results[self.metric])
         if not self.is_better(value):
             return False
-        if checkpoint:
-            kept = self._link(checkpoint, step)
-        else:
-            if self._model is not model:
-                self._manager = tf.train.CheckpointManager(
-                    tf.train.Checkpoint(model=model), self.directory, max_to_keep=1
-                )
-                self._model = model
-            kept = self._manager.save(checkpoint_number=step)
-        self.best = {
-            "metric": self.metric,
-            "value": value,
-            "step": step,
-            "epoch": round(epoch, 4),
-            "checkpoint": os.path.basename(kept),
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-        self._write_best()
-        self.changed = True
+        with self._lock:
+            if checkpoint:
+                kept = self._link(checkpoint, step)
+            else:
+                if self._model is not model:
+                    self._manager = tf.train.CheckpointManager(
+                        tf.train.Checkpoint(model=model), self.directory, max_to_keep=1
+                    )
+                    self._model = model
+                kept = self._manager.save(checkpoint_number=step)
+            self.best = {
+                "metric": self.metric,
+                "value": value,
+                "step": step,
+                "epoch": round(epoch, 4),
+                "checkpoint": os.path.basename(kept),
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
+            self._write_best()
         return True
 
     def _link(self, source: str, step: int) -> str:
@@ -232,15 +233,7 @@ class BestExporter:
         as ``ckpt-<step>``, the index last (it marks a complete checkpoint), then removes the
         previous best and points the ``checkpoint`` state file at the new one."""
         tf.io.gfile.makedirs(self.directory)
-        prefix = os.path.join(self.directory, f"{CHECKPOINT_PREFIX}-{step}")
-        suffixes = [path[len(source) :] for path in tf.io.gfile.glob(f"{source}.*")]
-        for suffix in sorted(suffixes, key=lambda s: s == ".index"):
-            temporary = f"{prefix}{suffix}.tmp-{os.getpid()}"
-            try:
-                os.link(f"{source}{suffix}", temporary)
-            except OSError:  # another file system, or not a local path
-                tf.io.gfile.copy(f"{source}{suffix}", temporary, overwrite=True)
-            tf.io.gfile.rename(temporary, f"{prefix}{suffix}", overwrite=True)
+        prefix = _link_files(source, os.path.join(self.directory, f"{CHECKPOINT_PREFIX}-{step}"))
         for number, old in numbered_checkpoints(self.directory):
             if number != step:
                 for path in tf.io.gfile.glob(f"{old}.*"):
@@ -254,23 +247,51 @@ class BestExporter:
         )
 
     def export_saved_model(self, export_fn: Callable[[str, str], None]) -> str | None:
-        """Writes the best checkpoint's SavedModel if the best changed since this exporter
-        started, or if there is none (a run killed before it wrote one).
+        """Writes the best checkpoint's SavedModel unless the one there is of the same step.
 
-        ``export_fn(checkpoint_prefix, directory)`` restores and exports. Returns the
-        SavedModel's path when one was written.
+        ``export_fn(checkpoint_prefix, directory)`` restores and exports. Safe to run in a
+        background thread while ``maybe_export`` keeps new bests: the checkpoint is exported
+        from hard links of its own, and ``best.json`` records the step of the SavedModel
+        written (``saved_model_step``), so a run killed before its export writes it at the
+        next start. Returns the SavedModel's path when one was written.
         """
         final = os.path.join(self.directory, SAVED_MODEL)
-        if self.best is None or (not self.changed and tf.io.gfile.exists(final)):
-            return None
-        prefix = os.path.join(self.directory, self.best["checkpoint"])
-        if not tf.io.gfile.exists(f"{prefix}.index"):
-            return None
+        with self._lock:
+            best = dict(self.best) if self.best else None
+            if best is None or (
+                best.get("saved_model_step") == best["step"] and tf.io.gfile.exists(final)
+            ):
+                return None
+            prefix = os.path.join(self.directory, best["checkpoint"])
+            if not tf.io.gfile.exists(f"{prefix}.index"):
+                return None
+            # A newer best removes this checkpoint's files: export from links of its own.
+            private = os.path.join(self.directory, f"export.tmp-{os.getpid()}")
+            tf.io.gfile.makedirs(private)
+            source = _link_files(prefix, os.path.join(private, CHECKPOINT_PREFIX))
         temporary = f"{final}.tmp-{os.getpid()}"
-        export_fn(prefix, temporary)
-        if tf.io.gfile.exists(final):
-            tf.io.gfile.rmtree(final)
-        tf.io.gfile.rename(temporary, final)
-        self.best["saved_model_step"] = self.best["step"]
-        self._write_best()
+        try:
+            export_fn(source, temporary)
+        finally:
+            tf.io.gfile.rmtree(private)
+        with self._lock:
+            if tf.io.gfile.exists(final):
+                tf.io.gfile.rmtree(final)
+            tf.io.gfile.rename(temporary, final)
+            self.best["saved_model_step"] = best["step"]
+            self._write_best()
         return final
+
+
+def _link_files(source: str, prefix: str) -> str:
+    """Hard-links (or, across file systems, copies) the files of checkpoint ``source`` as
+    ``prefix``, the index last (it marks a complete checkpoint); returns ``prefix``."""
+    suffixes = [path[len(source) :] for path in tf.io.gfile.glob(f"{source}.*")]
+    for suffix in sorted(suffixes, key=lambda s: s == ".index"):
+        temporary = f"{prefix}{suffix}.tmp-{os.getpid()}"
+        try:
+            os.link(f"{source}{suffix}", temporary)
+        except OSError:  # another file system, or not a local path
+            tf.io.gfile.copy(f"{source}{suffix}", temporary, overwrite=True)
+        tf.io.gfile.rename(temporary, f"{prefix}{suffix}", overwrite=True)
+    return prefix

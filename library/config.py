@@ -126,7 +126,14 @@ RUN_OPTIONS: tuple[Field, ...] = (
     Field("batch_norm_refresh_batches", int, 4, "before each checkpoint, re-estimate batch-norm statistics with the weights being saved from this many training batches (PreciseBN); 0: off", interval="[0, inf)"),
     Field("max_nonfinite_steps", int, 5, "stop after this many consecutive NaN/Inf steps", interval="[1, inf)"),
     Field("random_seed", int, 42, "seed for weights, shuffling and augmentation"),
+    # -- scale (library/distribute.py, library/data_service.py; README "Scaling out") --------
+    Field("distribution", str, "auto", "tf.distribute strategy: auto (mirrored over several GPUs, else one device), one_device, mirrored, multi_worker (the cluster from TF_CONFIG) or tpu", choices=("auto", "one_device", "mirrored", "multi_worker", "tpu")),
+    Field("collective_timeout_secs", float, 300.0, "multi_worker: a collective (gradient all-reduce) waiting longer than this for a worker that died stops the run", interval="(0, inf)"),
+    Field("tpu_address", str, "", "distribution tpu: the TPU's name or grpc:// address; empty: the local TPU"),
+    Field("data_service_address", str, "", "grpc://HOST:PORT of a tf.data service dispatcher that runs the training input pipeline (python -m library.data_service); empty: in this process"),
+    Field("mixed_precision", str, "none", "compute in 16 bits with float32 variables, logits and loss: none, mixed_float16 (with loss scaling; GPUs) or mixed_bfloat16 (TPUs, CPUs with AVX512-BF16 or AMX)", choices=("none", "mixed_float16", "mixed_bfloat16")),
     Field("xla", bool, False, "compile the train step with XLA"),
+    Field("profile_steps", list[int], [], "[start, stop]: write a TensorBoard profile of these training steps to <model_dir>/profile; []: none", interval="[0, inf)"),
     Field("onednn", str, "auto", "TensorFlow's oneDNN CPU kernels: on, off, or auto (off where project/hyperparameters.py's onednn_off(params) says the model meets TF 2.21's crashing conv-gradient kernel)", choices=("auto", "on", "off")),
     Field("progress", str, "auto", "progress bar: auto (on a terminal), bar or log", choices=("auto", "bar", "log")),
     # -- workflows: plateau, early stopping, continuous evaluation ------------------------------
@@ -563,6 +570,7 @@ def resolve(
     params = Params(values, args.config_set, schema)
     _check_best_metric(params, metrics)
     _check_patterns(params)
+    _check_scale(params)
     if check is not None:
         try:
             check(params)
@@ -579,6 +587,26 @@ def _check_best_metric(params: Params, metrics: Sequence[str]) -> None:
         raise ConfigError(
             f"best_metric must be one of the evaluation results {', '.join(known)}, "
             f"got {params.best_metric!r}{hint}"
+        )
+
+
+def _check_scale(params: Params) -> None:
+    """The scale keys that no type can check: a step range, an address, what excludes what."""
+    if params.profile_steps and (
+        len(params.profile_steps) != 2 or params.profile_steps[0] >= params.profile_steps[1]
+    ):
+        raise ConfigError(
+            f"profile_steps must be [start, stop] with start < stop, got {params.profile_steps}"
+        )
+    address = params.data_service_address
+    if address and not re.fullmatch(r"grpc://[^:/\s]+:\d+", address):
+        raise ConfigError(
+            f"data_service_address must be grpc://HOST:PORT (the dispatcher's), got {address!r}"
+        )
+    if address and params.checkpoint_input_pipeline:
+        raise ConfigError(
+            "checkpoint_input_pipeline: the tf.data service holds the input pipeline, its "
+            "position cannot be saved; set checkpoint_input_pipeline: false"
         )
 
 

@@ -104,6 +104,7 @@ class Estimator:
         self.data_manifests = tuple(data_manifests)
         self.say = say
         self.evaluator = Evaluator(self.functions, params, self.strategy)
+        self._export_module: tf.Module | None = None  # the best's SavedModel export, built once
 
     # -- training ------------------------------------------------------------------------
 
@@ -313,9 +314,20 @@ class Estimator:
         return export.export_saved_model(module, export_dir)
 
     def _export_checkpoint(self, prefix: str, directory: str) -> None:
-        model, _ = self.evaluator.restore(prefix)
-        module = export.serving_module(model, self.functions, self.params, self.class_names)
-        export.save_serving_module(module, directory)
+        """Exports checkpoint ``prefix`` (the best) as a SavedModel into ``directory``.
+
+        It runs in the background beside training and evaluation, so it has a model of its
+        own; that model and its serving function are built once, so each later export reuses
+        the traced function (a first export costs about twice what the next ones do).
+        """
+        if self._export_module is None:
+            with self.strategy.scope():
+                model = self.functions.model_fn(self.params)
+            self._export_module = export.serving_module(
+                model, self.functions, self.params, self.class_names
+            )
+        checkpoints.restore_from(tf.train.Checkpoint(model=self._export_module.model), prefix)
+        export.save_serving_module(self._export_module, directory)
 
 
 def train_and_evaluate(estimator: Estimator, train_spec: TrainSpec, eval_spec: EvalSpec) -> int:

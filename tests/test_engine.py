@@ -419,6 +419,39 @@ def test_a_nonfinite_evaluation_never_becomes_the_best(tmp_path):
         exporter.maybe_export({"accuracy": 0.9}, 5, 0.5, weights)
 
 
+def test_the_best_saved_model_follows_the_best_through_new_bests_and_restarts(tmp_path):
+    best_dir = tmp_path / "best"
+    exporter = checkpoints.BestExporter(str(best_dir), "loss", "min")
+    weights = tf.Module()
+    weights.v = tf.Variable(1.0)
+    exporter.maybe_export({"loss": 0.5}, 3, 0.3, weights)
+
+    def export_fn(prefix, directory):
+        restored = tf.Module()
+        restored.v = tf.Variable(0.0)
+        tf.train.Checkpoint(model=restored).restore(prefix).assert_existing_objects_matched()
+        tf.saved_model.save(restored, directory)
+
+    def export_while_a_new_best_lands(prefix, directory):
+        # The export runs in the background: training keeps a new best meanwhile, and the
+        # best folder drops the checkpoint being exported.
+        weights.v.assign(2.0)
+        assert exporter.maybe_export({"loss": 0.4}, 4, 0.4, weights)
+        export_fn(prefix, directory)
+
+    assert exporter.export_saved_model(export_while_a_new_best_lands)
+    assert float(tf.saved_model.load(str(best_dir / "saved_model")).v) == 1.0
+    best = read_json(best_dir / "best.json")
+    assert (best["step"], best["saved_model_step"]) == (4, 3)
+    # The run is killed here. At the next start the SavedModel is older than the best.
+    exporter = checkpoints.BestExporter(str(best_dir), "loss", "min")
+    assert exporter.export_saved_model(export_fn)
+    assert float(tf.saved_model.load(str(best_dir / "saved_model")).v) == 2.0
+    assert read_json(best_dir / "best.json")["saved_model_step"] == 4
+    assert exporter.export_saved_model(export_fn) is None  # up to date: nothing to write
+    assert not [name for name in os.listdir(best_dir) if ".tmp-" in name]
+
+
 def test_a_killed_run_resumes_from_its_last_checkpoint(stripes_records, tmp_path):
     model_dir = str(tmp_path / "model")
     argv = [
