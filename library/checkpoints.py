@@ -71,14 +71,20 @@ def restore_from(checkpoint: tf.train.Checkpoint, prefix: str) -> None:
 
 
 def restore_latest(
-    checkpoint: tf.train.Checkpoint, directory: str, say: Callable[[str], None]
+    checkpoint: tf.train.Checkpoint,
+    directory: str,
+    say: Callable[[str], None],
+    read_only: bool = False,
 ) -> str | None:
     """Restores the newest checkpoint in ``directory`` that restores; None if there is none.
+
+    ``read_only``: neither clean leftovers nor mend the state file (the folder is another
+    process's, e.g. a multi-worker chief's).
 
     Raises:
         CheckpointError: checkpoints exist but every one of them failed to restore.
     """
-    removed = clean_leftovers(directory)
+    removed = [] if read_only else clean_leftovers(directory)
     if removed:
         say(f"removed leftovers of interrupted saves in {directory}: {', '.join(removed)}")
     candidates = numbered_checkpoints(directory)
@@ -95,7 +101,7 @@ def restore_latest(
             say(f"skipping checkpoint {prefix}: it does not restore ({reason})")
             problems.append(prefix)
             continue
-        if tf.train.latest_checkpoint(directory) != prefix:
+        if not read_only and tf.train.latest_checkpoint(directory) != prefix:
             _rewrite_state(directory, [p for n, p in reversed(candidates) if n <= number])
         return prefix
     if candidates:

@@ -89,7 +89,8 @@ def main(
         _choose_onednn(runs, getattr(declarations, "onednn_off", None), prog)
     from library.quiet import import_tensorflow
 
-    import_tensorflow()  # deferred until the configuration is valid: it takes seconds
+    # Deferred until the configuration is valid: it takes seconds.
+    import_tensorflow(probe_devices=params.distribution != "multi_worker")
     from library import commands
 
     try:

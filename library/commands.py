@@ -12,7 +12,17 @@ from collections.abc import Callable, Mapping
 
 import tensorflow as tf
 
-from library import actions, export, hub, inputs, schedule, sweep, transfer
+from library import (
+    actions,
+    data_service,
+    distribute,
+    export,
+    hub,
+    inputs,
+    schedule,
+    sweep,
+    transfer,
+)
 from library.checkpoints import CheckpointError
 from library.config import Params
 from library.contract import Functions
@@ -53,10 +63,17 @@ def run_mode(mode: str, params: Params, project: Mapping[str, Callable]) -> int:
         LockError,
         transfer.TransferError,
         hub.HubError,
+        distribute.StrategyError,
+        data_service.DataServiceError,
     ) as error:
         raise UsageError(str(error)) from None
     except DivergedError as error:
         print(f"run.py: error: {error}", file=sys.stderr)
+        return 1
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as error:
+        if params.distribution != "multi_worker":
+            raise
+        print(f"run.py: error: {distribute.lost_worker(error, params)}", file=sys.stderr)
         return 1
     except Interrupted as stop:
         print(
@@ -88,7 +105,7 @@ def run_sweep(
 
 
 def build_estimator(
-    params: Params, functions: Functions, plan=None, data_manifests=()
+    params: Params, functions: Functions, plan=None, data_manifests=(), strategy=None
 ) -> Estimator:
     """The Estimator for ``params``; ``num_classes: 0`` is filled in from the labels file."""
     try:
@@ -109,6 +126,7 @@ def build_estimator(
         serving_fn=functions.serving_fn,
         plan=plan,
         class_names=class_names,
+        strategy=strategy,
         data_manifests=data_manifests,
     )
 
@@ -119,6 +137,10 @@ def input_for(functions: Functions, pattern: str, mode: str, params: Params) -> 
 
 
 def _train(params: Params, functions: Functions, evaluate: bool) -> int:
+    # Before any other TensorFlow work: multi_worker configures the collectives at start.
+    strategy = distribute.create_strategy(params)
+    if params.data_service_address:
+        data_service.check_reachable(params.data_service_address)
     plan = schedule.make_plan(params, inputs.count_records(params.train_files))
     patterns = [params.train_files]
     if evaluate:
@@ -131,7 +153,7 @@ def _train(params: Params, functions: Functions, evaluate: bool) -> int:
         for line in inputs.report_lost_records(params.train_files):
             print(f"warning: {line}")
     manifests = [m for pattern in patterns for m in inputs.manifest_paths(pattern)]
-    estimator = build_estimator(params, functions, plan, manifests)
+    estimator = build_estimator(params, functions, plan, manifests, strategy)
     params = estimator.params  # num_classes filled in: the input_fn may need it too
     train_spec = TrainSpec(
         input_for(functions, params.train_files, ModeKeys.TRAIN, params), plan.train_steps

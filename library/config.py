@@ -24,6 +24,7 @@ import argparse
 import dataclasses
 import difflib
 import io
+import json
 import math
 import os
 import re
@@ -598,6 +599,8 @@ def _check_scale(params: Params) -> None:
         raise ConfigError(
             f"profile_steps must be [start, stop] with start < stop, got {params.profile_steps}"
         )
+    if params.distribution == "multi_worker":
+        _check_tf_config(os.environ.get("TF_CONFIG", ""))
     address = params.data_service_address
     if address and not re.fullmatch(r"grpc://[^:/\s]+:\d+", address):
         raise ConfigError(
@@ -608,6 +611,27 @@ def _check_scale(params: Params) -> None:
             "checkpoint_input_pipeline: the tf.data service holds the input pipeline, its "
             "position cannot be saved; set checkpoint_input_pipeline: false"
         )
+
+
+def _check_tf_config(text: str) -> None:
+    """TF_CONFIG names the cluster and this task (README "Scaling out")."""
+    example = (
+        'e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+        '"task": {"type": "worker", "index": 0}}'
+    )
+    if not text:
+        raise ConfigError(
+            f"distribution multi_worker needs TF_CONFIG in the environment, {example}"
+        )
+    try:
+        tf_config = json.loads(text)
+        task = tf_config["task"]
+        addresses = tf_config["cluster"][task["type"]]
+        addresses[int(task["index"])]
+    except (ValueError, KeyError, TypeError, IndexError):
+        raise ConfigError(
+            f"TF_CONFIG must name the cluster and this task in it, {example}; got {text!r}"
+        ) from None
 
 
 def _check_patterns(params: Params) -> None:

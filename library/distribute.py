@@ -8,20 +8,102 @@ no GPU) all of this is a plain call.
 from __future__ import annotations
 
 import inspect
+import os
+import re
 from collections.abc import Callable, Mapping
 
 import tensorflow as tf
 
+from library import data_service
+
+
+class StrategyError(Exception):
+    """The strategy asked for cannot be created here (no TF_CONFIG, no TPU, ...)."""
+
 
 def create_strategy(params: Mapping | None = None) -> tf.distribute.Strategy:
-    """Mirrored over all GPUs when there are several, one GPU when there is one, else the
-    default strategy (the CPU)."""
+    """The strategy ``params["distribution"]`` names (see the run option's help).
+
+    ``auto``: mirrored over all GPUs when there are several, one GPU when there is one, else
+    the default strategy (the CPU). ``multi_worker`` must be created before any other
+    TensorFlow work in the process (TensorFlow's rule), which is why the Estimator creates it
+    first.
+    """
+    choice = params["distribution"] if params else "auto"
+    if choice == "multi_worker":  # before listing devices, which starts the runtime
+        return _multi_worker(params["collective_timeout_secs"])
+    if choice == "tpu":  # a code path present and documented, not tested here (no TPU)
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=params["tpu_address"])
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
     gpus = tf.config.list_logical_devices("GPU")
-    if len(gpus) > 1:
-        return tf.distribute.MirroredStrategy([g.name for g in gpus])
-    if len(gpus) == 1:
-        return tf.distribute.OneDeviceStrategy(gpus[0].name)
+    if choice == "mirrored" or (choice == "auto" and len(gpus) > 1):
+        return tf.distribute.MirroredStrategy()  # all GPUs, or the CPU
+    if choice == "one_device" or gpus:
+        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
     return tf.distribute.get_strategy()
+
+
+def _multi_worker(timeout_secs: float) -> tf.distribute.Strategy:
+    cluster = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    if not cluster.cluster_spec().as_dict():
+        raise StrategyError(
+            "distribution multi_worker needs TF_CONFIG (the cluster and this task) in the "
+            "environment of each worker; see README 'Scaling out'"
+        )
+    # Without a timeout, the others wait forever on a worker that died.
+    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout_secs)
+    return tf.distribute.MultiWorkerMirroredStrategy(
+        cluster_resolver=cluster, communication_options=options
+    )
+
+
+def task(strategy: tf.distribute.Strategy) -> tuple[str | None, int]:
+    """``(task_type, task_id)`` of this process in its cluster; ``(None, 0)`` alone."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return None, 0
+    return resolver.task_type, int(resolver.task_id or 0)
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the run's outputs: alone, the chief, or worker 0 of a
+    cluster without a chief (TensorFlow's convention)."""
+    task_type, task_id = task(strategy)
+    if task_type in (None, "chief"):
+        return True
+    jobs = strategy.cluster_resolver.cluster_spec().jobs
+    return task_type == "worker" and task_id == 0 and "chief" not in jobs
+
+
+def lost_worker(error: tf.errors.OpError, params: Mapping) -> str:
+    """One line for a collective that failed because a worker died or stopped answering."""
+    # TensorFlow lists the unhealthy tasks one per line (other lines name devices too).
+    tasks = sorted(set(re.findall(r"^(/job:\w+/replica:\d+/task:\d+)\s*$", error.message, re.M)))
+    who = f"{', '.join(tasks)} stopped answering" if tasks else "a worker stopped answering"
+    if isinstance(error, tf.errors.DeadlineExceededError):
+        who += f" (no reply in collective_timeout_secs {params['collective_timeout_secs']:g})"
+    return (
+        f"{who}; start every worker again with its command: they resume from the last "
+        f"checkpoint in {params['model_dir']}"
+    )
+
+
+def barrier(strategy: tf.distribute.Strategy) -> None:
+    """Waits until every worker gets here: a worker that ends first would otherwise be
+    reported as crashed by the others' coordination service while they finish."""
+    if task(strategy)[0] is not None:
+        strategy.reduce(
+            tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(1.0)), axis=None
+        )
+
+
+def worker_dir(model_dir: str, strategy: tf.distribute.Strategy) -> str:
+    """Where a worker that is not the chief writes what TensorFlow makes every worker write
+    (its checkpoints, its summaries): a folder of its own, removed when it ends."""
+    task_type, task_id = task(strategy)
+    return os.path.join(model_dir, f".workertemp_{task_type}_{task_id}")
 
 
 def call_input_fn(input_fn: Callable, input_context=None) -> tf.data.Dataset:
@@ -46,12 +128,18 @@ def without_strings(dataset: tf.data.Dataset) -> tf.data.Dataset:
     return dataset.map(lambda features: {k: features[k] for k in keep})
 
 
-def distribute_dataset(strategy: tf.distribute.Strategy, input_fn: Callable):
+def distribute_dataset(
+    strategy: tf.distribute.Strategy, input_fn: Callable, service_address: str = ""
+):
     """The dataset of ``input_fn``, one pipeline per worker, batches sent to the replicas'
-    devices (prefetched there)."""
+    devices (prefetched there); run by the tf.data service at ``service_address`` if given
+    (``library/data_service.py``)."""
 
     def dataset_fn(input_context):
-        return without_strings(call_input_fn(input_fn, input_context))
+        dataset = without_strings(call_input_fn(input_fn, input_context))
+        if service_address:
+            dataset = data_service.distribute(dataset, service_address)
+        return dataset
 
     return strategy.distribute_datasets_from_function(dataset_fn)
 

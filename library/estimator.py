@@ -121,32 +121,63 @@ class Estimator:
                 "training needs a plan: Estimator(..., plan=schedule.make_plan(params, records))"
             )
         max_steps = max_steps or self.plan.train_steps
-        params = self.params
+        params, chief = self.params, distribute.is_chief(self.strategy)
+        if not chief:  # it resumes from the chief's folder and writes into one of its own
+            params = self._worker_params()
         tf.io.gfile.makedirs(params.model_dir)
-        with FolderLock(params.model_dir, say=self.say), StopRequest() as stop:
-            writers = summaries.Summaries(params.model_dir)
-            try:
-                trainer = self._start(input_fn, writers)
-                progress = Progress(
-                    params.progress, max_steps, trainer.plan, params.train_batch_size, trainer.step
-                )
-                steps_actions = self._actions(trainer, writers, progress, eval_spec, stop)
-                return run_loop(
-                    trainer,
-                    max_steps,
-                    steps_actions,
-                    progress,
-                    params.steps_per_execution,
-                    params.max_nonfinite_steps,
-                    stop,
-                    self.say,
-                )
-            finally:
-                writers.flush()
+        try:
+            with FolderLock(params.model_dir, say=self.say), StopRequest() as stop:
+                writers = summaries.Summaries(params.model_dir)
+                try:
+                    trainer = self._start(input_fn, writers, params)
+                    progress = Progress(
+                        params.progress,
+                        max_steps,
+                        trainer.plan,
+                        params.train_batch_size,
+                        trainer.step,
+                    )
+                    steps_actions = self._actions(
+                        trainer, writers, progress, eval_spec, stop, params
+                    )
+                    step = run_loop(
+                        trainer,
+                        max_steps,
+                        steps_actions,
+                        progress,
+                        params.steps_per_execution,
+                        params.max_nonfinite_steps,
+                        stop,
+                        self.say,
+                    )
+                    distribute.barrier(self.strategy)
+                    return step
+                finally:
+                    writers.flush()
+        finally:
+            if not chief:
+                tf.io.gfile.rmtree(params.model_dir)
 
-    def _start(self, input_fn: InputFn, writers: summaries.Summaries) -> Trainer:
+    def _worker_params(self) -> config.Params:
+        """The parameters of a worker that is not the chief: TensorFlow has every worker save
+        checkpoints (the saves take part in collectives), so each writes into a temporary
+        folder of its own. It starts from a copy of the chief's metrics.jsonl: decisions
+        made from it (catching up an evaluation, patience) must be the same on all workers,
+        or their collectives hang."""
+        chief_dir = self.params.model_dir
+        own = distribute.worker_dir(chief_dir, self.strategy)
+        if tf.io.gfile.exists(own):  # left by a worker that was killed
+            tf.io.gfile.rmtree(own)
+        tf.io.gfile.makedirs(own)
+        metrics = os.path.join(chief_dir, summaries.METRICS_FILE)
+        if tf.io.gfile.exists(metrics):
+            tf.io.gfile.copy(metrics, os.path.join(own, summaries.METRICS_FILE))
+        return self.params.replace(model_dir=own, best_model_dir=os.path.join(own, "best"))
+
+    def _start(
+        self, input_fn: InputFn, writers: summaries.Summaries, params: config.Params
+    ) -> Trainer:
         """Restores (or creates) the training state, then records what this start used."""
-        params = self.params
         trainer = create_trainer(
             self.functions,
             params,
@@ -155,6 +186,7 @@ class Estimator:
             self.strategy,
             writers.input_picture,
             self.say,
+            restore_dir=self.params.model_dir,
         )
         step = trainer.step
         resumed_at = step if trainer.restored else None
@@ -179,8 +211,8 @@ class Estimator:
         _save_model_summary(trainer.model, params.model_dir)
         return trainer
 
-    def _actions(self, trainer, writers, progress, eval_spec, stop) -> list[actions.Action]:
-        plan, params = trainer.plan, self.params
+    def _actions(self, trainer, writers, progress, eval_spec, stop, params) -> list[actions.Action]:
+        plan = trainer.plan
         evaluate_every = plan.eval_every_steps if eval_spec is not None else 0
         log = actions.LogProgress(
             (plan.log_every_steps, evaluate_every), trainer, progress, writers.train
@@ -197,7 +229,9 @@ class Estimator:
             self.say(
                 f"best so far: {best.metric} {best.best['value']:.4g} at step {best.best['step']}"
             )
-        export_fn = self._export_checkpoint if self.functions.serving_fn else None
+        # The other workers' outputs are removed at the end: they export nothing.
+        chief = distribute.is_chief(self.strategy)
+        export_fn = self._export_checkpoint if self.functions.serving_fn and chief else None
         recorders = actions.evaluation_recorders(
             params.model_dir,
             writers,
@@ -317,12 +351,13 @@ class Estimator:
         """Exports checkpoint ``prefix`` (the best) as a SavedModel into ``directory``.
 
         It runs in the background beside training and evaluation, so it has a model of its
-        own; that model and its serving function are built once, so each later export reuses
+        own (built outside the strategy); that model and its serving function are built once, so each later export reuses
         the traced function (a first export costs about twice what the next ones do).
         """
         if self._export_module is None:
-            with self.strategy.scope():
-                model = self.functions.model_fn(self.params)
+            # Outside the strategy: under multi_worker, variables created in its scope are
+            # broadcast from the chief, and the other workers create none at this time.
+            model = self.functions.model_fn(self.params)
             self._export_module = export.serving_module(
                 model, self.functions, self.params, self.class_names
             )

@@ -12,8 +12,12 @@ import sys
 import tempfile
 
 
-def import_tensorflow():
-    """Returns the ``tensorflow`` module, imported (once) with its start-up noise held back."""
+def import_tensorflow(probe_devices: bool = True):
+    """Returns the ``tensorflow`` module, imported (once) with its start-up noise held back.
+
+    ``probe_devices`` False leaves the runtime unstarted (a multi-worker strategy must
+    configure it first).
+    """
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -24,7 +28,8 @@ def import_tensorflow():
         try:
             import tensorflow as tf
 
-            tf.config.list_logical_devices()  # device probing logs too: do it while held
+            if probe_devices:  # device probing logs too: do it while held
+                tf.config.list_logical_devices()
         except BaseException:
             os.dup2(saved, 2)
             held.seek(0)

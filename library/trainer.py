@@ -68,6 +68,7 @@ def create_trainer(
     strategy: tf.distribute.Strategy,
     input_picture: Callable | None = None,
     say: Callable[[str], None] = print,
+    restore_dir: str | None = None,
 ) -> Trainer:
     """Builds (or restores from ``params.model_dir``) everything a training run holds.
 
@@ -81,6 +82,9 @@ def create_trainer(
         input_picture: ``summaries.Summaries.input_picture`` (called with the step variable
             and the strategy) to record the first batch from the train loop, or None.
         say: where one-line messages go.
+        restore_dir: where to resume from when it is not ``params.model_dir`` (a worker
+            that is not the chief resumes from the chief's checkpoints, read only, and saves
+            into a folder of its own).
 
     Raises:
         checkpoints.CheckpointError: checkpoints exist and none restores.
@@ -90,7 +94,10 @@ def create_trainer(
         model = functions.model_fn(params)
         state = steps.StepState()
     restored = checkpoints.restore_latest(
-        tf.train.Checkpoint(model=model, state=state), params.model_dir, say
+        tf.train.Checkpoint(model=model, state=state),
+        restore_dir or params.model_dir,
+        say,
+        read_only=restore_dir not in (None, params.model_dir),
     )
     if params.warm_start_from and restored:
         say(f"warm_start_from ignored: {params.model_dir} has a checkpoint to resume from")
@@ -111,7 +118,7 @@ def create_trainer(
         _check_same_trainables(model, restored)
         checkpoints.restore_from(tf.train.Checkpoint(optimizer=optimizer), restored)
     saved = {"model": model, "optimizer": optimizer, "state": state}
-    iterator = iter(distribute.distribute_dataset(strategy, input_fn))
+    iterator = iter(distribute.distribute_dataset(strategy, input_fn, params.data_service_address))
     refresh_statistics = _statistics_refresher(
         strategy, model, input_fn, params.batch_norm_refresh_batches
     )

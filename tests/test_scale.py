@@ -1,0 +1,191 @@
+"""Scale: two MultiWorkerMirrored workers on loopback, the tf.data service, mixed precision
+and profiling, through run.py and the library as a user runs them."""
+
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+from conftest import ROOT, run_script
+
+# A worker as run.py starts it, which also prints a digest of the weights it trained.
+WORKER = r"""
+import json, sys
+sys.path.insert(0, {root!r})
+import run
+from library.cli import main
+from project import hyperparameters
+
+built = []
+
+def load_project():
+    project = run.load_project()
+    model_fn = project["model_fn"]
+
+    def recording_model_fn(params):
+        built.append(model_fn(params))
+        return built[-1]
+
+    return {{**project, "model_fn": recording_model_fn}}
+
+status = main(sys.argv[1:], hyperparameters, load_project)
+if status == 0:  # the first model built is the one that trains
+    print("WEIGHTS " + json.dumps([w.numpy().astype(float).ravel()[:4].tolist() for w in built[0].weights]))
+sys.exit(status)
+"""
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    with contextlib.ExitStack() as stack:
+        for s in sockets:
+            stack.enter_context(s)
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+
+
+class Cluster:
+    """Two workers of one run.py command on loopback ports, each with its TF_CONFIG; every
+    process is killed when the block ends, however it ends."""
+
+    def __init__(self, work, argv):
+        self.work, self.argv, self.processes = work, argv, []
+
+    def start(self, name):
+        cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
+        self.processes, self.logs = [], []
+        for index in range(2):
+            task = {"type": "worker", "index": index}
+            env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": task}))
+            log = open(os.path.join(self.work, f"{name}-{index}.log"), "w+")  # noqa: SIM115
+            command = [sys.executable, "-c", WORKER.format(root=ROOT), *self.argv]
+            self.processes.append(
+                subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+            )
+            self.logs.append(log)
+        return self
+
+    def wait(self, timeout=300):
+        deadline = time.time() + timeout
+        for process in self.processes:
+            process.wait(timeout=max(1, deadline - time.time()))
+        return [p.returncode for p in self.processes]
+
+    def output(self, index):
+        self.logs[index].seek(0)
+        return self.logs[index].read()
+
+    def kill(self):
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+                process.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.kill()
+
+
+def wait_for(condition, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def smoke_argv(records, tmp_path, *extra):
+    return [
+        "--config_set", "smoke", "--distribution", "multi_worker", "--progress", "log",
+        "--train_files", str(records / "train-*.tfrecord"),
+        "--eval_files", str(records / "eval-*.tfrecord"),
+        "--model_dir", str(tmp_path / "model"), "--best_model_dir", str(tmp_path / "best"),
+        "--collective_timeout_secs", "60", *extra,
+    ]  # fmt: skip
+
+
+def weights_of(output):
+    lines = [line for line in output.splitlines() if line.startswith("WEIGHTS ")]
+    assert lines, output[-3000:]
+    return json.loads(lines[-1][len("WEIGHTS ") :])
+
+
+def test_two_workers_train_as_one_and_resume_after_both_are_killed(stripes_records, tmp_path):
+    from library import checkpoints, summaries
+
+    model_dir = str(tmp_path / "model")
+    argv = smoke_argv(
+        stripes_records, tmp_path,
+        "--train_steps", "24", "--save_checkpoints_steps", "4", "--steps_between_evals", "12",
+    )  # fmt: skip
+    with Cluster(str(tmp_path), argv) as cluster:
+        cluster.start("first")
+        wait_for(lambda: checkpoints.numbered_checkpoints(model_dir), 240, "a first checkpoint")
+        cluster.kill()  # both, as a lost job or a power cut would
+        killed_at = checkpoints.numbered_checkpoints(model_dir)[0][0]
+        assert 4 <= killed_at < 24, cluster.output(0)[-2000:]
+        assert cluster.start("again").wait() == [0, 0], cluster.output(0)[-3000:]
+        outputs = [cluster.output(0), cluster.output(1)]
+    # Both resumed from the chief's newest checkpoint, at the same step.
+    resumed_at = {int(re.search(r"resuming from \S+ at step (\d+)", o).group(1)) for o in outputs}
+    assert len(resumed_at) == 1 and resumed_at.pop() >= killed_at, resumed_at
+    # One model on both workers: the same weights, bit for bit.
+    assert weights_of(outputs[0]) == weights_of(outputs[1])
+    # One set of outputs, the chief's; the other worker left nothing behind.
+    assert checkpoints.numbered_checkpoints(model_dir)[0][0] == 24
+    assert not [n for n in os.listdir(model_dir) if n.startswith(".workertemp")]
+    assert [r["step"] for r in summaries.read_metrics(model_dir)][-1] == 24
+    assert len({r["step"] for r in summaries.read_metrics(model_dir)}) == len(
+        summaries.read_metrics(model_dir)
+    )
+    best = json.loads((tmp_path / "best" / "best.json").read_text())
+    assert best["saved_model_step"] == best["step"]
+    assert (tmp_path / "best" / "saved_model" / "saved_model.pb").exists()
+
+
+def test_a_worker_that_dies_stops_the_other_with_one_line(stripes_records, tmp_path):
+    from library import checkpoints
+
+    model_dir = str(tmp_path / "model")
+    argv = smoke_argv(
+        stripes_records, tmp_path,
+        "--train_steps", "100000", "--save_checkpoints_steps", "4", "--steps_between_evals",
+        "100000", "--collective_timeout_secs", "20",
+    )  # fmt: skip
+    with Cluster(str(tmp_path), argv) as cluster:
+        cluster.start("run")
+        wait_for(lambda: checkpoints.numbered_checkpoints(model_dir), 240, "a first checkpoint")
+        cluster.processes[1].send_signal(signal.SIGKILL)
+        started = time.time()
+        cluster.processes[0].wait(timeout=120)
+        stopped_after = time.time() - started
+        output = cluster.output(0)
+    assert cluster.processes[0].returncode == 1, output[-3000:]
+    last = output.strip().splitlines()[-1]
+    assert last.startswith("run.py: error: /job:worker/replica:0/task:1 stopped answering"), last
+    assert f"resume from the last checkpoint in {model_dir}" in last
+    assert "Traceback" not in output
+    assert stopped_after < 60
+
+
+def test_multi_worker_without_tf_config_is_one_line(stripes_records, tmp_path):
+    env_before = os.environ.pop("TF_CONFIG", None)
+    try:
+        result = run_script("run.py", *smoke_argv(stripes_records, tmp_path), timeout=60)
+    finally:
+        if env_before is not None:
+            os.environ["TF_CONFIG"] = env_before
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip().splitlines()[-1].endswith('"task": {"type": "worker", "index": 0}}')
+    ), result.stderr
+    assert "distribution multi_worker needs TF_CONFIG" in result.stderr
+    assert "Traceback" not in result.stderr
