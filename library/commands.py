@@ -141,6 +141,7 @@ def _train(params: Params, functions: Functions, evaluate: bool) -> int:
     strategy = distribute.create_strategy(params)
     if params.data_service_address:
         data_service.check_reachable(params.data_service_address)
+        print(f"training input from the tf.data service at {params.data_service_address}")
     plan = schedule.make_plan(params, inputs.count_records(params.train_files))
     patterns = [params.train_files]
     if evaluate:

@@ -46,13 +46,16 @@ def check_reachable(address: str, timeout_secs: float = CONNECT_TIMEOUT_SECS) ->
 def distribute(dataset, address: str):
     """``dataset`` run by the tf.data service at ``address``.
 
-    ``parallel_epochs``: each service worker runs the whole pipeline with its own shuffling
-    seed, so that several workers do not hand out the same batches in the same order.
+    ``distributed_epoch``: the dispatcher hands the input files out to the service workers,
+    so several workers never deliver the same records in the same order (as they would
+    with ``parallel_epochs``, every worker running the whole pipeline with the same seed).
     """
     import tensorflow as tf
 
     return dataset.apply(
-        tf.data.experimental.service.distribute(processing_mode="parallel_epochs", service=address)
+        tf.data.experimental.service.distribute(
+            processing_mode="distributed_epoch", service=address
+        )
     )
 
 

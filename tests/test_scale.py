@@ -189,3 +189,77 @@ def test_multi_worker_without_tf_config_is_one_line(stripes_records, tmp_path):
     ), result.stderr
     assert "distribution multi_worker needs TF_CONFIG" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@contextlib.contextmanager
+def servers(*commands):
+    """Processes started as a user starts them, killed by PID at the end."""
+    processes = []
+    try:
+        for argv, env, log in commands:
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "library.data_service", *argv],
+                    stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env}, cwd=ROOT,
+                )
+            )  # fmt: skip
+        yield processes
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+
+
+def test_training_from_a_tf_data_service_dispatcher_and_worker(stripes_records, tmp_path):
+    from library import checkpoints
+
+    dispatcher_port, worker_port = free_ports(2)
+    logs = [open(tmp_path / f"{name}.log", "w+") for name in ("dispatcher", "worker")]  # noqa: SIM115
+    dispatcher = (["dispatcher", "--port", str(dispatcher_port)], {}, logs[0])
+    worker = (
+        ["worker", "--port", str(worker_port), "--dispatcher_address", f"localhost:{dispatcher_port}"],
+        {"TF_CPP_MIN_LOG_LEVEL": "0"},  # the worker's own log says what it read
+        logs[1],
+    )  # fmt: skip
+
+    def said(log, text):
+        log.seek(0)
+        return text in log.read()
+
+    with servers(dispatcher) as started:
+        wait_for(lambda: said(logs[0], "dispatcher listening on"), 120, "the dispatcher")
+        with servers(worker):
+            wait_for(lambda: said(logs[1], "worker listening on"), 120, "the worker")
+            address = f"grpc://localhost:{dispatcher_port}"
+            result = run_script(
+                "run.py", "--config_set", "smoke", "--progress", "log",
+                "--train_files", str(stripes_records / "train-*.tfrecord"),
+                "--eval_files", str(stripes_records / "eval-*.tfrecord"),
+                "--model_dir", str(tmp_path / "model"), "--best_model_dir", str(tmp_path / "best"),
+                "--data_service_address", address,
+            )  # fmt: skip
+        assert started[0].poll() is None  # servers run until stopped
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"training input from the tf.data service at {address}" in result.stdout
+    assert checkpoints.numbered_checkpoints(str(tmp_path / "model"))[0][0] == 4
+    assert said(logs[1], "tf_record_dataset_op"), "the service worker read no TFRecords"
+
+
+def test_a_data_service_address_where_nothing_answers_is_one_line(stripes_records, tmp_path):
+    (port,) = free_ports(1)
+    started = time.time()
+    result = run_script(
+        "run.py", "--config_set", "smoke",
+        "--train_files", str(stripes_records / "train-*.tfrecord"),
+        "--eval_files", str(stripes_records / "eval-*.tfrecord"),
+        "--model_dir", str(tmp_path / "model"),
+        "--data_service_address", f"grpc://localhost:{port}",
+    )  # fmt: skip
+    assert result.returncode == 2 and time.time() - started < 120
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"run.py: error: data_service_address grpc://localhost:{port}: nothing")
+    assert "python -m library.data_service dispatcher" in last
+    assert "Traceback" not in result.stderr
+    malformed = run_script("run.py", "--config_set", "smoke", "--data_service_address", "localhost")
+    assert malformed.returncode == 2
+    assert "data_service_address must be grpc://HOST:PORT" in malformed.stderr
