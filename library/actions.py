@@ -243,7 +243,8 @@ class WriteEvalSummaries:
         if blocks is None:
             return {}
         features = steps.model_inputs(blocks, evaluation.first_batch[0])
-        return {name: np.asarray(value) for name, value in blocks(features, training=False).items()}
+        outputs = blocks(features, training=False).items()
+        return {name: np.asarray(tf.cast(value, tf.float32)) for name, value in outputs}
 
     def finish(self) -> None:
         self.background.wait()

@@ -99,6 +99,9 @@ def build_train_step(
     """
     variables = list(model.trainable_variables if variables is None else variables)
     scales = [1.0] * len(variables) if update_scales is None else list(update_scales)
+    # mixed_float16: gradients of a scaled loss; the optimizer unscales them, and skips the
+    # update and lowers the scale when they overflow (not a divergence: the loss is finite).
+    loss_scale = optimizer if isinstance(optimizer, keras.optimizers.LossScaleOptimizer) else None
     scaled = scale_updates or any(s != 1.0 for s in scales)
 
     def apply(grads):
@@ -115,9 +118,14 @@ def build_train_step(
             outputs = model(model_inputs(model, features), training=True)
             per_example = loss_fn(labels, outputs, params)
             loss = mean_loss(per_example, model)
-        grads = tape.gradient(loss, variables)
+            scaled = loss_scale.scale_loss(loss) if loss_scale else loss
+        grads = tape.gradient(scaled, variables)
         grad_norm = tf.linalg.global_norm([g for g in grads if g is not None])
-        finite = all_replicas(tf.math.is_finite(loss) & tf.math.is_finite(grad_norm))
+        if loss_scale:
+            grad_norm /= loss_scale.dynamic_scale
+            finite = all_replicas(tf.math.is_finite(loss))
+        else:
+            finite = all_replicas(tf.math.is_finite(loss) & tf.math.is_finite(grad_norm))
         rate = tf.cast(optimizer.learning_rate, tf.float32)
         state.learning_rate.assign(rate * state.lr_multiplier if scale_updates else rate)
         apply_or_revert(

@@ -3,6 +3,7 @@ from ``model_dir``, with the compiled train loop and the input iterator."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -90,7 +91,7 @@ def create_trainer(
         checkpoints.CheckpointError: checkpoints exist and none restores.
     """
     keras.utils.set_random_seed(params.random_seed)
-    with strategy.scope():
+    with strategy.scope(), precision(params.mixed_precision):
         model = functions.model_fn(params)
         state = steps.StepState()
     restored = checkpoints.restore_latest(
@@ -111,13 +112,21 @@ def create_trainer(
     state.schedule_steps.assign(plan.schedule_steps)
     with strategy.scope():
         optimizer = functions.optimizer_fn(params, plan)
+        loss_scale = None
+        if params.mixed_precision == "mixed_float16":
+            loss_scale = keras.optimizers.LossScaleOptimizer(optimizer)
         # Built on every trainable variable, frozen ones too: its slots are saved by position,
         # so a resume with another lr_mult restores each slot into its own variable.
-        optimizer.build(model.trainable_variables)
+        (loss_scale or optimizer).build(model.trainable_variables)
     if restored:  # the optimizer is built from the restored plan, then restored itself
         _check_same_trainables(model, restored)
         checkpoints.restore_from(tf.train.Checkpoint(optimizer=optimizer), restored)
+    # The loss scale apart from the optimizer: checkpoints restore across precisions.
     saved = {"model": model, "optimizer": optimizer, "state": state}
+    if loss_scale is not None:
+        saved["loss_scale"] = loss_scale
+        if restored:
+            _restore_loss_scale(loss_scale, restored, say)
     iterator = iter(distribute.distribute_dataset(strategy, input_fn, params.data_service_address))
     refresh_statistics = _statistics_refresher(
         strategy, model, input_fn, params.batch_norm_refresh_batches
@@ -137,7 +146,7 @@ def create_trainer(
     train_step = steps.build_train_step(
         model,
         functions.loss_fn,
-        optimizer,
+        loss_scale or optimizer,
         params,
         state,
         variables,
@@ -153,6 +162,25 @@ def create_trainer(
     if restored:
         trainer.saved_step, trainer.last_saved = trainer.step, restored
     return trainer
+
+
+@contextlib.contextmanager
+def precision(mixed_precision: str):
+    """Layers built inside compute in ``mixed_precision`` (``none``: float32); variables stay
+    float32. Only while building: evaluation and export models built later are float32."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32" if mixed_precision == "none" else mixed_precision)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _restore_loss_scale(loss_scale, prefix: str, say: Callable[[str], None]) -> None:
+    try:
+        checkpoints.restore_from(tf.train.Checkpoint(loss_scale=loss_scale), prefix)
+    except (AssertionError, ValueError, tf.errors.OpError):
+        say(f"{prefix} holds no loss scale (trained without mixed_float16): it starts afresh")
 
 
 def _check_same_trainables(model: keras.Model, prefix: str) -> None:

@@ -10,6 +10,7 @@ def classifier(features, params):
     return layers.Dense(
         params.num_classes,
         kernel_regularizer=keras.regularizers.L2(params.l2_regularization),
+        dtype="float32",  # float32 logits under mixed precision: a stable softmax and loss
         name="logits",
     )(x)
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from conftest import ROOT, run_script
 
 # A worker as run.py starts it, which also prints a digest of the weights it trained.
@@ -263,3 +264,50 @@ def test_a_data_service_address_where_nothing_answers_is_one_line(stripes_record
     malformed = run_script("run.py", "--config_set", "smoke", "--data_service_address", "localhost")
     assert malformed.returncode == 2
     assert "data_service_address must be grpc://HOST:PORT" in malformed.stderr
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_trains_in_16_bits_and_restores_into_float32(
+    policy, stripes_records, tmp_path
+):
+    import keras
+    import tensorflow as tf
+    from test_engine import PROJECT, make_params, read_json, specs
+
+    from library import commands, schedule, summaries
+    from library.contract import Functions
+    from library.estimator import train_and_evaluate
+
+    built = []
+
+    def recording_model_fn(params):
+        built.append(PROJECT["model_fn"](params))
+        return built[-1]
+
+    params = make_params(stripes_records, tmp_path, mixed_precision=policy)
+    functions = Functions.from_mapping({**PROJECT, "model_fn": recording_model_fn})
+    estimator = commands.build_estimator(params, functions, schedule.make_plan(params, 48))
+    train, evaluation = specs(params, 4)
+    assert train_and_evaluate(estimator, train, evaluation) == 4
+    model = built[0]  # the model that trained
+    convolution = next(x for x in model.layers if isinstance(x, keras.layers.Conv2D))
+    assert convolution.compute_dtype == policy.removeprefix("mixed_")
+    assert model.get_layer("logits").compute_dtype == "float32"
+    assert {v.dtype for v in model.weights} == {"float32"}
+    latest = tf.train.latest_checkpoint(params.model_dir)
+    names = [name for name, _ in tf.train.list_variables(latest)]
+    assert any(n.startswith("loss_scale/") for n in names) == (policy == "mixed_float16")
+    # In float32, the best checkpoint evaluates as the mixed-precision run evaluated it.
+    float32 = params.replace(mixed_precision="none")
+    estimator = commands.build_estimator(
+        float32, Functions.from_mapping(PROJECT), schedule.make_plan(float32, 48)
+    )
+    results = estimator.evaluate(evaluation.input_fn, checkpoint="best")
+    best = read_json(tmp_path / "best" / "best.json")
+    recorded = next(
+        r for r in summaries.read_metrics(params.model_dir) if r["step"] == best["step"]
+    )
+    assert results["accuracy"] == recorded["eval_accuracy"]
+    assert results["loss"] == pytest.approx(best["value"], rel=0.05, abs=0.02)
+    # And training resumes in float32 from the mixed-precision checkpoint.
+    assert estimator.train(train.input_fn, 6) == 6
