@@ -116,6 +116,31 @@ class SaveCheckpoint(Action):
         self.trainer.state.reset_checkpoint_loss()  # the next checkpoint's period
 
 
+class Profile(Action):
+    """A TensorBoard profile of the training steps after ``start`` up to ``stop``
+    (``profile_steps``), written to ``directory`` (TensorBoard's Profile tab)."""
+
+    def __init__(self, start: int, stop: int, directory: str, step: int, say: Callable):
+        self.start, self.stop, self.directory, self.say = start, stop, directory, say
+        self.intervals = tuple(n for n in (start, stop) if n > 0)
+        self.running = False
+        self(step)  # a run that starts (or resumes) inside the range profiles at once
+
+    def __call__(self, step: int) -> None:
+        if not self.running and self.start <= step < self.stop:
+            tf.profiler.experimental.start(self.directory)
+            self.running = True
+            self.say(f"profiling steps {step + 1}-{self.stop} into {self.directory}")
+        elif self.running and step >= self.stop:
+            self.finish()
+
+    def finish(self) -> None:
+        if self.running:
+            tf.profiler.experimental.stop()
+            self.running = False
+            self.say(f"profile written to {self.directory} (tensorboard --logdir {self.directory})")
+
+
 class Evaluate(Action):
     """Evaluates the live model on the checkpoint just saved and hands the result on."""
 

@@ -219,6 +219,10 @@ class Estimator:
         )
         saver = actions.SaveCheckpoint((plan.checkpoint_every_steps, evaluate_every), trainer)
         train_actions = [log, saver]
+        if params.profile_steps:
+            start, stop = params.profile_steps
+            directory = os.path.join(params.model_dir, "profile")
+            train_actions.append(actions.Profile(start, stop, directory, trainer.step, self.say))
         if eval_spec is None:
             return train_actions
         # This run writes metrics.jsonl: the evaluations after the step it resumed from will

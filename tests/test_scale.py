@@ -311,3 +311,24 @@ def test_mixed_precision_trains_in_16_bits_and_restores_into_float32(
     assert results["loss"] == pytest.approx(best["value"], rel=0.05, abs=0.02)
     # And training resumes in float32 from the mixed-precision checkpoint.
     assert estimator.train(train.input_fn, 6) == 6
+
+
+def test_profile_steps_write_a_tensorboard_profile(stripes_records, tmp_path):
+    from test_engine import make_estimator, make_params, specs
+
+    params = make_params(stripes_records, tmp_path, profile_steps=[2, 4], train_steps=6)
+    lines = []
+    estimator = make_estimator(params)
+    estimator.say = lines.append
+    train, _ = specs(params, 6)
+    assert estimator.train(train.input_fn, 6) == 6
+    profile = os.path.join(params.model_dir, "profile")
+    assert f"profiling steps 3-4 into {profile}" in lines
+    assert any(line.startswith(f"profile written to {profile}") for line in lines)
+    traces = [
+        os.path.join(folder, name)
+        for folder, _, names in os.walk(os.path.join(profile, "plugins", "profile"))
+        for name in names
+        if name.endswith(".xplane.pb")
+    ]
+    assert traces and all(os.path.getsize(t) > 0 for t in traces), traces
