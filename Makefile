@@ -42,6 +42,7 @@ bench: $(STAMP) ## the benchmarks (minutes; figures go in BENCHMARKS.md)
 	$(PY) bench/convert.py
 	$(PY) bench/train_loop.py
 	$(PY) bench/onednn.py
+	$(PY) bench/scaling.py
 
 clean: ## remove outputs, generated data and caches (keeps .venv)
 	rm -rf out dataset .pytest_cache .ruff_cache

@@ -116,6 +116,9 @@ def build_estimator(
         class_names = None
     if not params.num_classes:
         params = params.replace(num_classes=len(class_names))
+    if strategy is None and params.distribution == "multi_worker":
+        # Only training runs on several workers; evaluating or exporting here is one process.
+        strategy = distribute.create_strategy(params.replace(distribution="auto"))
     return Estimator(
         functions.model_fn,
         functions.loss_fn,

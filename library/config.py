@@ -571,7 +571,7 @@ def resolve(
     params = Params(values, args.config_set, schema)
     _check_best_metric(params, metrics)
     _check_patterns(params)
-    _check_scale(params)
+    _check_scale(params, getattr(args, "mode", None) in TRAINING_MODES)
     if check is not None:
         try:
             check(params)
@@ -591,15 +591,16 @@ def _check_best_metric(params: Params, metrics: Sequence[str]) -> None:
         )
 
 
-def _check_scale(params: Params) -> None:
-    """The scale keys that no type can check: a step range, an address, what excludes what."""
+def _check_scale(params: Params, training: bool) -> None:
+    """The scale keys that no type can check: a step range, an address, what excludes what.
+    (Only training runs on several workers: other modes run on one device.)"""
     if params.profile_steps and (
         len(params.profile_steps) != 2 or params.profile_steps[0] >= params.profile_steps[1]
     ):
         raise ConfigError(
             f"profile_steps must be [start, stop] with start < stop, got {params.profile_steps}"
         )
-    if params.distribution == "multi_worker":
+    if training and params.distribution == "multi_worker":
         _check_tf_config(os.environ.get("TF_CONFIG", ""))
     address = params.data_service_address
     if address and not re.fullmatch(r"grpc://[^:/\s]+:\d+", address):

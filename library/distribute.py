@@ -79,8 +79,16 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 
 def lost_worker(error: tf.errors.OpError, params: Mapping) -> str:
     """One line for a collective that failed because a worker died or stopped answering."""
-    # TensorFlow lists the unhealthy tasks one per line (other lines name devices too).
-    tasks = sorted(set(re.findall(r"^(/job:\w+/replica:\d+/task:\d+)\s*$", error.message, re.M)))
+    # TensorFlow says it in several ways (other lines name this worker's devices too): the
+    # unhealthy tasks one per line, or the remote target of a failed call.
+    patterns = (
+        r"^(/job:\w+/replica:\d+/task:\d+)\s*$",
+        r"remote target (/job:\w+/replica:\d+/task:\d+)",
+        r"Error reported from (/job:\w+/task:\d+)",
+    )
+    tasks = []
+    for pattern in patterns:
+        tasks = tasks or sorted(set(re.findall(pattern, error.message, re.M)))
     who = f"{', '.join(tasks)} stopped answering" if tasks else "a worker stopped answering"
     if isinstance(error, tf.errors.DeadlineExceededError):
         who += f" (no reply in collective_timeout_secs {params['collective_timeout_secs']:g})"

@@ -162,12 +162,20 @@ def read_records(
     """Serialized records from interleaved shards; shuffled and repeated for training.
 
     With several input pipelines (multi-worker training), each reads its own share of the
-    files.
+    files; with fewer files than pipelines, every pipeline reads all files and keeps its
+    share of the records (slower: each reads everything), said in a warning.
     """
-    match_files(file_pattern)
+    count = len(match_files(file_pattern))
     files = tf.data.Dataset.list_files(file_pattern, shuffle=training, seed=seed)
-    if input_context is not None and input_context.num_input_pipelines > 1:
-        files = files.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    pipelines = input_context.num_input_pipelines if input_context is not None else 1
+    by_record = pipelines > 1 and count < pipelines
+    if by_record:
+        print(
+            f"warning: {file_pattern}: {count} files for {pipelines} input pipelines; each "
+            "reads them all and keeps its share of the records (convert into more shards)"
+        )
+    elif pipelines > 1:
+        files = files.shard(pipelines, input_context.input_pipeline_id)
 
     def read(path):
         dataset = tf.data.TFRecordDataset(path, buffer_size=READ_BUFFER_BYTES)
@@ -177,8 +185,12 @@ def read_records(
         read,
         cycle_length=cycle_length,
         num_parallel_calls=AUTOTUNE,
-        deterministic=not training,  # training takes whichever shard is ready first
+        # Training takes whichever shard is ready first, unless pipelines split the records
+        # by position: then each must see the same order.
+        deterministic=not training or by_record,
     )
+    if by_record:
+        dataset = dataset.shard(pipelines, input_context.input_pipeline_id)
     if training:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed).repeat()
     return dataset

@@ -192,3 +192,28 @@ def test_generator_input_fn_yields_python_made_batches():
     first = [b[1].numpy().tolist() for b in evaluation]
     second = [b[1].numpy().tolist() for b in evaluation]
     assert first == second and len(first) == 4  # a fixed, finite evaluation stream
+
+
+def test_each_worker_reads_its_share_of_the_files_or_of_the_records(stripes_records, capsys):
+    import tensorflow as tf
+
+    from library import inputs
+
+    def shares(pattern):
+        got = []
+        for worker in range(2):
+            context = tf.distribute.InputContext(2, worker, 2)
+            records = inputs.read_records(pattern, training=False, input_context=context)
+            got.append({r.numpy() for r in records})
+        return got
+
+    everything = {r.numpy() for r in inputs.read_records(str(stripes_records / "eval-*"), False)}
+    by_file = shares(str(stripes_records / "eval-*"))  # two shards for two workers
+    assert by_file[0] and by_file[1] and not by_file[0] & by_file[1]
+    assert by_file[0] | by_file[1] == everything
+    assert "warning" not in capsys.readouterr().out
+    one_file = str(stripes_records / "eval-00000-of-00002.tfrecord")
+    by_record = shares(one_file)  # fewer files than workers: records are split
+    assert "1 files for 2 input pipelines" in capsys.readouterr().out
+    assert by_record[0] and by_record[1] and not by_record[0] & by_record[1]
+    assert by_record[0] | by_record[1] == {r.numpy() for r in inputs.read_records(one_file, False)}
