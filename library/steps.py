@@ -118,8 +118,8 @@ def build_train_step(
             outputs = model(model_inputs(model, features), training=True)
             per_example = loss_fn(labels, outputs, params)
             loss = mean_loss(per_example, model)
-            scaled = loss_scale.scale_loss(loss) if loss_scale else loss
-        grads = tape.gradient(scaled, variables)
+            target = loss_scale.scale_loss(loss) if loss_scale else loss
+        grads = tape.gradient(target, variables)
         grad_norm = tf.linalg.global_norm([g for g in grads if g is not None])
         if loss_scale:
             grad_norm /= loss_scale.dynamic_scale
