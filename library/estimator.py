@@ -220,9 +220,9 @@ class Estimator:
         saver = actions.SaveCheckpoint((plan.checkpoint_every_steps, evaluate_every), trainer)
         train_actions = [log, saver]
         if params.profile_steps:
-            start, stop = params.profile_steps
+            first, last = params.profile_steps
             directory = os.path.join(params.model_dir, "profile")
-            train_actions.append(actions.Profile(start, stop, directory, trainer.step, self.say))
+            train_actions.append(actions.Profile(first, last, directory, trainer.step, self.say))
         if eval_spec is None:
             return train_actions
         # This run writes metrics.jsonl: the evaluations after the step it resumed from will
@@ -355,8 +355,9 @@ class Estimator:
         """Exports checkpoint ``prefix`` (the best) as a SavedModel into ``directory``.
 
         It runs in the background beside training and evaluation, so it has a model of its
-        own (built outside the strategy); that model and its serving function are built once, so each later export reuses
-        the traced function (a first export costs about twice what the next ones do).
+        own (built outside the strategy). That model and its serving function are built once:
+        each later export reuses the traced function (a first export costs about twice what
+        the next ones do).
         """
         if self._export_module is None:
             # Outside the strategy: under multi_worker, variables created in its scope are

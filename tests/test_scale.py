@@ -319,12 +319,19 @@ def test_mixed_precision_trains_in_16_bits_and_restores_into_float32(
 def test_profile_steps_write_a_tensorboard_profile(stripes_records, tmp_path):
     from test_engine import make_estimator, make_params, specs
 
-    params = make_params(stripes_records, tmp_path, profile_steps=[2, 4], train_steps=6)
+    from library.estimator import train_and_evaluate
+
+    # With early stopping too (no improvement counts: it stops after the second evaluation),
+    # which must still be able to stop the run.
+    params = make_params(
+        stripes_records, tmp_path, profile_steps=[2, 4], train_steps=6,
+        early_stopping_patience=1, early_stopping_min_delta=100.0,
+    )  # fmt: skip
     lines = []
     estimator = make_estimator(params)
     estimator.say = lines.append
-    train, _ = specs(params, 6)
-    assert estimator.train(train.input_fn, 6) == 6
+    train, evaluation = specs(params, 6)
+    assert train_and_evaluate(estimator, train, evaluation) == 4
     profile = os.path.join(params.model_dir, "profile")
     assert f"profiling steps 3-4 into {profile}" in lines
     assert any(line.startswith(f"profile written to {profile}") for line in lines)
