@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from library import checkpoints, plots, steps, summaries
+from library import checkpoints, plots, summaries
 from library.progress import Progress
 from library.schedule import Plan
 
@@ -51,6 +51,8 @@ class Evaluation:
     checkpoint: str  # the checkpoint of these weights
     confusion: np.ndarray | None = None  # true x predicted class counts, for a classifier
     first_batch: tuple | None = None  # (features, labels) of the evaluation's first batch
+    first_outputs: object = None  # the model's outputs on it, from the evaluation pass
+    activations: dict = field(default_factory=dict)  # each encoder block's output on it
     is_best: bool = field(default=False)  # set by KeepBest
 
 
@@ -179,6 +181,8 @@ class Evaluate(Action):
             self.saver.last or "",
             self.evaluator.confusion,
             self.evaluator.first_batch,
+            self.evaluator.first_outputs,
+            self.evaluator.activations,
         )
         for record in self.recorders:
             record(evaluation)
@@ -239,37 +243,24 @@ class WriteEvalSummaries:
     """Evaluation scalars, weight histograms, first-layer filters and the activations of each
     encoder block (layers named ``block...``) on the evaluation's first batch, in ``eval/``.
 
-    Weights and activations are copied to the host at once and written in the background:
-    histograms cost tens of milliseconds that the training step need not wait for.
+    The activations come from the evaluation pass; weights are copied to the host at once.
+    Both are written in the background: histograms cost tens of milliseconds that the
+    training step need not wait for.
     """
 
     def __init__(self, writers: summaries.Summaries):
         self.writers = writers
         self.background = Background("summaries")
-        self.blocks: tuple | None = None  # (model, its block-activations model)
 
     def __call__(self, evaluation: Evaluation) -> None:
         self.writers.scalars(self.writers.eval, evaluation.results, evaluation.step)
         weights = summaries.snapshot_weights(evaluation.model)
         step = evaluation.step
         self.background.submit(summaries.write_weights, self.writers.eval, weights, step)
-        activations = self._activations(evaluation)
-        if activations:
+        if evaluation.activations:
             self.background.submit(
-                summaries.write_activations, self.writers.eval, activations, step
+                summaries.write_activations, self.writers.eval, evaluation.activations, step
             )
-
-    def _activations(self, evaluation: Evaluation) -> dict:
-        if evaluation.first_batch is None:
-            return {}
-        if self.blocks is None or self.blocks[0] is not evaluation.model:
-            self.blocks = (evaluation.model, summaries.block_activations_model(evaluation.model))
-        blocks = self.blocks[1]
-        if blocks is None:
-            return {}
-        features = steps.model_inputs(blocks, evaluation.first_batch[0])
-        outputs = blocks(features, training=False).items()
-        return {name: np.asarray(tf.cast(value, tf.float32)) for name, value in outputs}
 
     def finish(self) -> None:
         self.background.wait()
@@ -349,7 +340,7 @@ class KeepBest:
 class DrawBestFigures:
     """For a classifier, when the best changes: the confusion matrix of its evaluation and
     its predictions on the evaluation's first batch, as PNGs in the best folder (drawn in the
-    background; the predictions are made at once, with the weights being evaluated)."""
+    background, from the outputs of the evaluation pass)."""
 
     def __init__(self, directory: str, predictions_fn: Callable, class_names=None):
         self.directory, self.predictions_fn = directory, predictions_fn
@@ -367,12 +358,11 @@ class DrawBestFigures:
             os.path.join(self.directory, CONFUSION_PNG),
             f"Best checkpoint, {title}:",
         )
-        if evaluation.first_batch is None:
+        if evaluation.first_batch is None or evaluation.first_outputs is None:
             return
         features, labels = evaluation.first_batch
         images = features["image"] if isinstance(features, dict) else features
-        model = evaluation.model
-        outputs = model(steps.model_inputs(model, features), training=False)
+        outputs = evaluation.first_outputs
         predictions = {k: np.asarray(v) for k, v in self.predictions_fn(outputs).items()}
         self.background.submit(
             plots.plot_sample_predictions,

@@ -104,7 +104,8 @@ class Estimator:
         self.data_manifests = tuple(data_manifests)
         self.say = say
         self.evaluator = Evaluator(self.functions, params, self.strategy)
-        self._export_module: tf.Module | None = None  # the best's SavedModel export, built once
+        # The best's SavedModel export (a model of its own and its serving module), built once.
+        self._export: tuple[keras.Model, tf.Module] | None = None
 
     # -- training ------------------------------------------------------------------------
 
@@ -359,15 +360,15 @@ class Estimator:
         each later export reuses the traced function (a first export costs about twice what
         the next ones do).
         """
-        if self._export_module is None:
+        if self._export is None:
             # Outside the strategy: under multi_worker, variables created in its scope are
             # broadcast from the chief, and the other workers create none at this time.
             model = self.functions.model_fn(self.params)
-            self._export_module = export.serving_module(
-                model, self.functions, self.params, self.class_names
-            )
-        checkpoints.restore_from(tf.train.Checkpoint(model=self._export_module.model), prefix)
-        export.save_serving_module(self._export_module, directory)
+            module = export.serving_module(model, self.functions, self.params, self.class_names)
+            self._export = (model, module)
+        model, module = self._export
+        checkpoints.restore_from(tf.train.Checkpoint(model=model), prefix)
+        export.save_serving_module(module, directory)
 
 
 def train_and_evaluate(estimator: Estimator, train_spec: TrainSpec, eval_spec: EvalSpec) -> int:

@@ -45,8 +45,10 @@ class Evaluator:
 
     Its metrics and step are built once per model and reused: evaluating often (every
     checkpoint) retraces nothing. For a classifier (``predictions_fn`` gives ``class``,
-    ``num_classes`` is known) it also keeps the last evaluation's confusion matrix, and the
-    first batch it saw (for the figures and activation histograms of the recorders).
+    ``num_classes`` is known) it also keeps the last evaluation's confusion matrix. Of the
+    first batch it saw it keeps the batch, the model's outputs and the encoder blocks'
+    activations, computed in the evaluation pass itself (for the recorders' figures and
+    histograms).
     """
 
     def __init__(self, functions: Functions, params: Params, strategy: tf.distribute.Strategy):
@@ -55,6 +57,8 @@ class Evaluator:
         self._restorable: keras.Model | None = None  # built once, for checkpoints
         self.confusion: np.ndarray | None = None  # of the last evaluation
         self.first_batch: tuple | None = None  # (features, labels) of the last evaluation
+        self.first_outputs = None  # the model's outputs on it
+        self.activations: dict[str, np.ndarray] = {}  # each encoder block's output on it
 
     def evaluate(
         self, model: keras.Model, input_fn: Callable, max_batches: int | None = None
@@ -70,13 +74,21 @@ class Evaluator:
         for metric in [loss, *metrics.values(), *([confusion] if confusion else [])]:
             metric.reset_state()
         dataset = distribute.distribute_dataset(self.strategy, input_fn)
-        self.first_batch = None
+        self.first_batch, self.first_outputs, self.activations = None, None, {}
         for batches, (features, labels) in enumerate(dataset):
             if max_batches and batches >= max_batches:
                 break
             if batches == 0:
                 self.first_batch = distribute.first_replica(self.strategy, (features, labels))
-            eval_step(features, labels)
+                observed = eval_step(features, labels, observe=True)
+                outputs, activations = distribute.first_replica(self.strategy, observed)
+                self.first_outputs = outputs
+                self.activations = {
+                    name: np.asarray(tf.cast(value, tf.float32))
+                    for name, value in activations.items()
+                }
+            else:
+                eval_step(features, labels)
         results = {"loss": float(loss.result())}
         results.update({name: float(m.result()) for name, m in metrics.items()})
         self.confusion = confusion.result().numpy() if confusion is not None else None
@@ -98,6 +110,7 @@ class Evaluator:
                 metrics,
                 self.functions.predictions_fn,
                 confusion,
+                summaries.observer_model(model),
             )
             self._compiled = (model, loss, metrics, confusion, eval_step)
         return self._compiled
@@ -188,6 +201,8 @@ def evaluate_continuously(
                 prefix,
                 evaluator.confusion,
                 evaluator.first_batch,
+                evaluator.first_outputs,
+                evaluator.activations,
             )
             for record in recorders:
                 record(evaluation)

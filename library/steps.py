@@ -242,23 +242,33 @@ def build_eval_step(
     metrics: Mapping[str, keras.metrics.Metric],
     predictions_fn: Callable | None = None,
     confusion: keras.metrics.Metric | None = None,
+    observer: keras.Model | None = None,
 ):
     """Accumulates the eval loss and metrics for one (distributed) batch, in inference mode.
 
     With ``confusion``, also the confusion matrix of the ``class`` that ``predictions_fn``
-    predicts (for a classifier).
+    predicts (for a classifier). ``eval_step(features, labels, observe=True)`` also returns
+    each replica's ``(outputs, activations)``: through ``observer`` (the same layers, giving
+    the outputs and the encoder blocks' activations) when there is one, so that the
+    recorders' histograms and figures cost no forward pass of their own.
     """
 
-    def replica_step(features, labels):
-        outputs = model(model_inputs(model, features), training=False)
+    def replica_step(features, labels, observe):
+        inputs = model_inputs(model, features)
+        activations = {}
+        if observe and observer is not None:
+            outputs, activations = observer(inputs, training=False)
+        else:
+            outputs = model(inputs, training=False)
         loss_metric.update_state(tf.cast(loss_fn(labels, outputs, params), tf.float32))
         for metric in metrics.values():
             metric.update_state(labels, outputs)
         if confusion is not None:
             confusion.update_state(labels, predictions_fn(outputs)["class"])
+        return (outputs, activations) if observe else None
 
     @tf.function(reduce_retracing=True)
-    def eval_step(features, labels):
-        strategy.run(replica_step, args=(features, labels))
+    def eval_step(features, labels, observe=False):
+        return strategy.run(replica_step, args=(features, labels, observe))
 
     return eval_step

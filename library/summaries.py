@@ -76,9 +76,10 @@ def snapshot_weights(model: keras.Model) -> list[tuple[str, np.ndarray]]:
 BLOCK_PREFIX = "block"
 
 
-def block_activations_model(model: keras.Model) -> keras.Model | None:
-    """A model giving the outputs of the layers named ``block...`` (the encoder's blocks), or
-    None when there are none (or the model is not functional)."""
+def observer_model(model: keras.Model) -> keras.Model | None:
+    """A model of ``model``'s layers giving ``(outputs, activations)``: its outputs and those
+    of the layers named ``block...`` (the encoder's blocks) by name; None when there are no
+    such layers (or the model is not functional)."""
     try:
         blocks = [
             layer for layer in model._flatten_layers(include_self=False)
@@ -86,7 +87,8 @@ def block_activations_model(model: keras.Model) -> keras.Model | None:
         ]  # fmt: skip
         if not blocks:
             return None
-        return keras.Model(model.inputs, {layer.name: layer.output for layer in blocks})
+        activations = {layer.name: layer.output for layer in blocks}
+        return keras.Model(model.input, (model.output, activations))
     except (AttributeError, ValueError):
         return None
 

@@ -174,3 +174,37 @@ def test_update_scales_and_the_multiplier_scale_each_update_not_the_gradient():
     adam_full = moved([1.0] * count, 1.0, keras.optimizers.Adam(0.01))
     adam_tenth = moved([0.1] * count, 1.0, keras.optimizers.Adam(0.01))
     np.testing.assert_allclose(adam_tenth[0], 0.1 * adam_full[0], rtol=1e-4, atol=1e-8)
+
+
+def test_the_evaluation_pass_gives_the_first_batch_outputs_and_block_activations():
+    """What the recorders draw and histogram comes from the evaluation pass itself, and that
+    pass still counts its first batch in the loss and metrics."""
+    import keras
+
+    from library.contract import Functions
+    from library.evaluator import Evaluator
+
+    params = project_params(encoder="small_cnn", image_size=16, num_classes=3)
+    net = model.model_fn(params)
+    functions = Functions(
+        model.model_fn,
+        losses.loss_fn,
+        optimizers.optimizer_fn,
+        metrics_fn=model.metrics_fn,
+        predictions_fn=model.predictions_fn,
+    )
+    images = tf.random.stateless_uniform([8, 16, 16, 3], [3, 4])
+    labels = tf.constant([0, 1, 2, 0, 1, 2, 0, 1])
+
+    def input_fn():
+        return tf.data.Dataset.from_tensor_slices(({"image": images}, labels)).batch(4)
+
+    evaluator = Evaluator(functions, params, tf.distribute.get_strategy())
+    results = evaluator.evaluate(net, input_fn)
+    outputs = net({"image": images}, training=False)
+    expected_loss = float(tf.reduce_mean(losses.loss_fn(labels, outputs, params)))
+    assert results["loss"] == pytest.approx(expected_loss, rel=1e-5)
+    np.testing.assert_allclose(evaluator.first_outputs, outputs[:4], rtol=1e-5, atol=1e-6)
+    assert set(evaluator.activations) == {"block1", "block2", "block3"}
+    block2 = keras.Model(net.input, net.get_layer("block2").output)({"image": images[:4]})
+    np.testing.assert_allclose(evaluator.activations["block2"], block2, rtol=1e-5, atol=1e-6)
