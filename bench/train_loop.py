@@ -24,7 +24,7 @@ from library.quiet import import_tensorflow
 tf = import_tensorflow()
 import keras  # noqa: E402
 
-from library import actions, schedule  # noqa: E402
+from library import actions, schedule, trainer  # noqa: E402
 from library.estimator import Estimator, EvalSpec, TrainSpec, train_and_evaluate  # noqa: E402
 from project import inputs as project_inputs  # noqa: E402
 from project import losses, model, optimizers  # noqa: E402
@@ -158,8 +158,10 @@ def timed_actions():
     classes = [
         actions.LogProgress, actions.SaveCheckpoint, actions.Evaluate,
         actions.WriteEvalSummaries, actions.AppendMetrics, actions.DrawPlots,
-        actions.KeepBest, actions.SayEvaluation,
+        actions.KeepBest, actions.DrawBestFigures, actions.SayEvaluation,
     ]  # fmt: skip
+    # PreciseBN, inside SaveCheckpoint: forward passes with the step's weights.
+    classes.append(trainer._StatisticsRefresher)
     saved = {cls: (cls.__call__, cls.finish) for cls in classes if hasattr(cls, "finish")}
     saved.update({cls: (cls.__call__, None) for cls in classes if cls not in saved})
 
@@ -215,28 +217,49 @@ def overhead(work, case, data, epochs, steps_per_epoch):
         print(f"  {name}: {runs[name][-1]:.1f} s", flush=True)
         if name != "train" and runs[name][-1] == min(runs[name]):
             breakdown = dict(timings)
-            # What the training step waited for: the loop calls the train actions (Evaluate
-            # calls the recorders inside its own time) and their finish, one after another.
-            main_thread = ("LogProgress", "SaveCheckpoint", "Evaluate")
-            waited = sum(sum(v) for k, v in timings.items() if k.split(".")[0] in main_thread)
-            waited_share = waited / runs[name][-1]
+            waited = waited_for(timings, runs[name][-1])
     train, full = min(runs["train"]), min(runs["train_and_evaluate"])
-    recorders = ("WriteEvalSummaries", "AppendMetrics", "DrawPlots", "KeepBest", "SayEvaluation")
-    after = sum(median(breakdown[n]) for n in ("SaveCheckpoint", *recorders))
-    evaluate = median(breakdown["Evaluate"]) - sum(median(breakdown[n]) for n in recorders)
+    after = sum(median(breakdown.get(n, [0.0])) for n in ("SaveCheckpoint", *RECORDERS))
+    evaluate = median(breakdown["Evaluate"]) - sum(
+        median(breakdown.get(n, [0.0])) for n in RECORDERS
+    )
     end = sum(
         sum(v) for k, v in breakdown.items() if k.endswith(".finish") and k != "Evaluate.finish"
     )
     return {
         "epoch": train / epochs,
         "share": (full - train) / full,
-        "waited": waited_share,
+        **waited,
         "per_evaluation": (full - train - end) / epochs,
         "after_evaluation": after,
         "evaluation_pass": evaluate,
         "end_of_run": end,
         "breakdown": {k: median(v) for k, v in breakdown.items()},
     }
+
+
+def waited_for(timings, run_seconds):
+    """Shares of the run the training step waited for: everything the loop called between
+    chunks (the train actions, which call the recorders inside their own time, and their
+    finish), and of that, the computation with the step's weights (the evaluation passes
+    and PreciseBN's passes), which cannot run beside the step; the rest is the work after
+    an evaluation."""
+    total = sum(sum(v) for k, v in timings.items() if k.split(".")[0] in MAIN_THREAD)
+    recorders = [k for k in timings if k.split(".")[0] in RECORDERS and "." not in k]
+    passes = sum(timings["Evaluate"]) - sum(sum(timings[k]) for k in recorders)
+    computation = passes + sum(timings["_StatisticsRefresher"])
+    return {
+        "waited": total / run_seconds,
+        "waited_computation": computation / run_seconds,
+        "waited_work": (total - computation) / run_seconds,
+    }
+
+
+MAIN_THREAD = ("LogProgress", "SaveCheckpoint", "Evaluate")
+RECORDERS = (
+    "WriteEvalSummaries", "KeepBest", "DrawBestFigures", "AppendMetrics", "DrawPlots",
+    "SayEvaluation",
+)  # fmt: skip
 
 
 def median(values):
@@ -292,9 +315,12 @@ def main():
         )
         print(f"  once at the end (best SavedModel, background work): {cost['end_of_run']:.2f} s")
         print(
-            f"  the training step waited for evaluations, checkpoints and recorders "
-            f"{100 * cost['waited']:.2f}% of the run (in-run figure; the difference of two runs "
-            "above drifts with the shared machine)"
+            f"  the training step waited {100 * cost['waited']:.2f}% of the run (in-run figure; "
+            "the difference of two runs above drifts with the shared machine): "
+            f"{100 * cost['waited_work']:.2f}% for the work after evaluations (checkpoint "
+            "writes, summaries, metrics.jsonl, plots, best checkpoint and SavedModel, the end "
+            f"of the run included), {100 * cost['waited_computation']:.2f}% for computation "
+            "with its weights (evaluation and PreciseBN passes)"
         )
         print(
             "  median seconds per call: "

@@ -11,6 +11,7 @@ import numpy as np
 
 matplotlib.use("Agg")  # files only: no display needed, none wanted
 import matplotlib.pyplot as plt
+from matplotlib.patches import Rectangle
 
 
 def _save(figure, path: str) -> None:
@@ -91,37 +92,41 @@ def plot_confusion_matrix(confusion, class_names, path: str, title: str = "") ->
 
 
 def plot_sample_predictions(images, labels, predicted, probabilities, class_names, path, title=""):
-    """A grid of images with their true and predicted classes; wrong ones in red, framed."""
+    """A grid of images with their true and predicted classes; wrong ones in red, framed.
+
+    The images are laid out in one picture on one axes: 24 subplots took four times as long
+    to draw, and this figure is redrawn at each new best.
+    """
     count = min(len(images), 24)
     columns = min(8, count)
     rows = (count + columns - 1) // columns
-    figure, axes = plt.subplots(rows, columns, figsize=(1.3 * columns, 1.55 * rows), squeeze=False)
     names = list(class_names) if class_names else None
 
     def label(k: int) -> str:
         return names[k] if names and k < len(names) else str(k)
 
-    for axis in axes.flat:
-        axis.axis("off")
-    for i, axis in enumerate(axes.flat[:count]):
-        image = np.clip(np.asarray(images[i], dtype=np.float32), 0, 1)
-        axis.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray")
+    tiles = [np.clip(np.asarray(images[i], dtype=np.float32), 0, 1) for i in range(count)]
+    tiles = [np.repeat(t, 3, axis=-1) if t.shape[-1] == 1 else t for t in tiles]
+    height, width = tiles[0].shape[:2]
+    gap_x, gap_y = max(2, width // 8), max(2, height // 2)  # room for each title above
+    canvas = np.ones((rows * (height + gap_y), columns * (width + gap_x), 3), np.float32)
+    figure, axis = plt.subplots(figsize=(1.3 * columns, 1.55 * rows))
+    for i, tile in enumerate(tiles):
+        row, column = divmod(i, columns)
+        top, left = row * (height + gap_y) + gap_y, column * (width + gap_x) + gap_x // 2
+        canvas[top : top + height, left : left + width] = tile
         truth, guess = int(labels[i]), int(predicted[i])
         right = truth == guess
-        axis.set_title(
-            f"{label(truth)}"
-            + ("" if right else f" -> {label(guess)}")
-            + f"\n{probabilities[i]:.2f}",
-            fontsize=7,
-            color="green" if right else "red",
-        )
+        text = f"{label(truth)}" + ("" if right else f" -> {label(guess)}")
+        axis.text(
+            left + width / 2, top - 1, f"{text}\n{probabilities[i]:.2f}", ha="center",
+            va="bottom", fontsize=7, color="green" if right else "red",
+        )  # fmt: skip
         if not right:
-            axis.axis("on")
-            axis.set_xticks([])
-            axis.set_yticks([])
-            for spine in axis.spines.values():
-                spine.set_color("red")
-                spine.set_linewidth(2)
+            corner, size = (left - 1, top - 1), (width + 1, height + 1)
+            axis.add_patch(Rectangle(corner, *size, fill=False, edgecolor="red", linewidth=2))
+    axis.imshow(canvas, interpolation="nearest")
+    axis.axis("off")
     figure.suptitle(title or "true class (-> predicted when wrong), probability", fontsize=9)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     _save(figure, path)

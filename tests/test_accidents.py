@@ -268,6 +268,27 @@ def test_loss_plot_stays_readable_when_the_first_evaluation_is_far_above(tmp_pat
     assert os.path.basename(written[0]) == "loss.png"
 
 
+def test_sample_predictions_mark_the_wrong_ones_in_red(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    grey = np.full((24, 20, 20, 1), 0.5, np.float32)  # grey images: any red is the marking
+    labels = np.arange(24) % 3
+
+    def red_pixels(predicted, name):
+        path = plots.plot_sample_predictions(
+            grey, labels, predicted, np.ones(24), ["a", "b", "c"], str(tmp_path / name)
+        )
+        pixels = np.asarray(Image.open(path).convert("RGB")).astype(int)
+        red, green, blue = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+        return int(((red > 180) & (green < 90) & (blue < 90)).sum())
+
+    assert red_pixels(labels, "right.png") == 0
+    wrong = labels.copy()
+    wrong[5] = (wrong[5] + 1) % 3
+    assert red_pixels(wrong, "one_wrong.png") > 100  # its title and a frame around it
+
+
 def test_readme_quick_start_uses_the_project_venv():
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as stream:
         quick_start = stream.read().split("## Quick start", 1)[1].split("\n## ", 1)[0]
