@@ -6,9 +6,11 @@ against two MultiWorkerMirrored workers, all measured in this one run.
 The default small CNN (32 px, global batch 64) trains on in-memory images whose class is a
 faint pattern under noise, so each run also says what it learned (accuracy on held-out
 images). Steps/s is what the Estimator itself records (the median logging period, the first
-one, with tracing, dropped; float32 and bf16: the best of two runs, taken in turns). The two workers share this machine's
-cores with each other: their figure is the per-step cost of the collectives on one host, not
-what two machines would give.
+one, with tracing, dropped; float32 and bf16: the best of three runs, taken in turns). As each
+case is a process of its own, the machine's drift between processes weighs on those ratios; the
+library's train loop is also measured with a float32 and a bf16 model in one process, in
+alternating rounds. The two workers share this machine's cores with each other: their figure
+is the per-step cost of the collectives on one host, not what two machines would give.
 """
 
 import argparse
@@ -25,7 +27,7 @@ from library.config import default_params
 from project.hyperparameters import HYPERPARAMETERS
 
 BATCH = 64
-ROUNDS = 2
+ROUNDS = 3
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 # One run, in a process of its own: a multi-worker strategy must be created before any
@@ -34,7 +36,9 @@ RUN = r"""
 import json, os, sys
 sys.path.insert(0, {here!r})
 import scaling
-print("RESULT " + json.dumps(scaling.run_once(json.loads(sys.argv[1]))))
+case = json.loads(sys.argv[1])
+function = scaling.alternating_rates if case.get("alternating") else scaling.run_once
+print("RESULT " + json.dumps(function(case)))
 """
 
 
@@ -107,6 +111,43 @@ def run_once(case):
     return {"steps_per_sec": sorted(rates)[len(rates) // 2], "accuracy": accuracy}
 
 
+def alternating_rates(case):
+    """Steps/s of the library's train loop (``steps.build_train_step`` in
+    ``build_train_loop``, as the Estimator runs it) for a float32 and a mixed_bfloat16 model
+    in one process, in alternating rounds: the machine's drift between processes, tens of
+    percent here, then weighs on both alike. The best round of each."""
+    import time
+
+    import tensorflow as tf
+
+    from library import schedule, steps, trainer
+    from project import losses, model, optimizers
+
+    strategy = tf.distribute.get_strategy()
+    images = tf.random.stateless_uniform([BATCH * 8, 32, 32, 3], [1, 2])
+    labels = tf.random.stateless_uniform([BATCH * 8], [1, 1], maxval=10, dtype=tf.int32)
+    dataset = tf.data.Dataset.from_tensor_slices(({"image": images}, labels))
+    dataset = dataset.repeat().batch(BATCH, drop_remainder=True).prefetch(2)
+    loops = {}
+    for policy in ("none", "mixed_bfloat16"):
+        params = make_params(case["work"], {"mixed_precision": policy})
+        with trainer.precision(policy):
+            net = model.model_fn(params)
+        optimizer = optimizers.optimizer_fn(params, schedule.make_plan(params, BATCH * 100))
+        state = steps.StepState()
+        step = steps.build_train_step(net, losses.loss_fn, optimizer, params, state)
+        loops[policy] = (steps.build_train_loop(strategy, step, state), iter(dataset))
+    chunk = tf.constant(case["steps"], tf.int64)
+    rates = {policy: [] for policy in loops}
+    for round_ in range(case["rounds"] + 1):  # the first round traces and warms up
+        for policy, (loop, iterator) in loops.items():
+            start = time.perf_counter()
+            loop(iterator, chunk).numpy()
+            if round_:
+                rates[policy].append(case["steps"] / (time.perf_counter() - start))
+    return {policy: max(values) for policy, values in rates.items()}
+
+
 def free_ports(count):
     sockets = [socket.socket() for _ in range(count)]
     for s in sockets:
@@ -117,7 +158,7 @@ def free_ports(count):
     return ports
 
 
-def launch(work, params, steps, workers=1):
+def launch(work, params, steps, workers=1, **extra):
     """Runs the case in ``workers`` processes at once; the chief's (worker 0's) result."""
     cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(workers)]}
     processes = []
@@ -126,7 +167,7 @@ def launch(work, params, steps, workers=1):
         if workers > 1:
             task = {"type": "worker", "index": index}
             env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": task})
-        case = {"work": work, "params": params, "steps": steps}
+        case = {"work": work, "params": params, "steps": steps, **extra}
         processes.append(
             subprocess.Popen(
                 [sys.executable, "-c", RUN.format(here=HERE), json.dumps(case)],
@@ -186,6 +227,14 @@ def main():
                 f"x{result['steps_per_sec'] / base:.2f} of float32  {steps} steps {learned}",
                 flush=True,
             )
+        alternating = launch(os.path.join(work, "alternating"), {}, 30, alternating=True, rounds=6)
+        ratio = alternating["mixed_bfloat16"] / alternating["none"]
+        print(
+            f"the library's train loop in one process, float32 and bf16 in 6 alternating rounds "
+            f"of 30 steps: float32 {alternating['none']:.2f} steps/s, mixed_bfloat16 "
+            f"{alternating['mixed_bfloat16']:.2f}: x{ratio:.2f}",
+            flush=True,
+        )
         two = launch(
             os.path.join(work, "two-workers"),
             {**log, "distribution": "multi_worker"},
