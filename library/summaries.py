@@ -8,7 +8,9 @@ import os
 import keras
 import numpy as np
 import tensorflow as tf
+from tensorboard.compat.proto import summary_pb2
 from tensorboard.plugins.histogram import metadata as histogram_metadata
+from tensorboard.util import tensor_util
 
 from library.files import atomic_write_text
 
@@ -95,14 +97,25 @@ def observer_model(model: keras.Model) -> keras.Model | None:
 
 def write_activations(writer, activations: dict[str, np.ndarray], step: int) -> None:
     """Histograms of each block's output on an evaluation batch (``activations/<block>``)."""
+    write_histograms(writer, [(f"activations/{n}", v) for n, v in activations.items()], step)
+
+
+def write_histograms(writer, named: list[tuple[str, np.ndarray]], step: int) -> None:
+    """TensorBoard histograms computed with NumPy, written as one summary.
+
+    TensorBoard's own builds a one-hot matrix of size x buckets in float64 (slow, and large for
+    big variables). One write for all: this runs in the background, where each TF op waits for
+    the GIL behind the other background work (the best SavedModel, the figures), and one op per
+    histogram made the summaries the last thing a run waited for.
+    """
+    summary = summary_pb2.Summary(value=[histogram_value(n, v) for n, v in named])
     with writer.as_default(step=step):
-        for name, values in activations.items():
-            histogram(f"activations/{name}", values, step)
+        tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=step)
 
 
-def histogram(name: str, values: np.ndarray, step: int, buckets: int = 30) -> None:
-    """A TensorBoard histogram computed with NumPy (TensorBoard's own builds a one-hot
-    matrix of size x buckets in float64: slow, and large for big variables)."""
+def histogram_value(name: str, values: np.ndarray, buckets: int = 30) -> summary_pb2.Summary.Value:
+    """A histogram summary value of ``values``, in TensorBoard's format (``[buckets, 3]``:
+    left edge, right edge, count)."""
     values = np.asarray(values, dtype=np.float64).ravel()
     low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
     if high > low:
@@ -112,14 +125,14 @@ def histogram(name: str, values: np.ndarray, step: int, buckets: int = 30) -> No
         counts[-1] = values.size
     table = np.stack([edges[:-1], edges[1:], counts.astype(np.float64)], axis=1)
     metadata = histogram_metadata.create_summary_metadata(display_name=None, description=None)
-    tf.summary.write(name, tf.constant(table), step=step, metadata=metadata)
+    tensor = tensor_util.make_tensor_proto(table, dtype=np.float64)
+    return summary_pb2.Summary.Value(tag=name, metadata=metadata, tensor=tensor)
 
 
 def write_weights(writer, weights: list[tuple[str, np.ndarray]], step: int) -> None:
     """Histograms of ``weights`` and the first RGB convolution's filters as images."""
+    write_histograms(writer, weights, step)
     with writer.as_default(step=step):
-        for path, values in weights:
-            histogram(path, values, step)
         kernel = next((v for _, v in weights if v.ndim == 4 and v.shape[2] == 3), None)
         if kernel is not None:
             filters = np.transpose(kernel, [3, 0, 1, 2])  # [out, h, w, 3]

@@ -185,6 +185,27 @@ def test_best_figures_and_activation_histograms_are_written(evaluated):
     assert any(t.endswith("kernel") for t in tags)  # weight histograms
 
 
+def test_histograms_are_written_in_tensorboards_format(tmp_path):
+    import numpy as np
+
+    values = np.concatenate([np.zeros(10), np.linspace(-1.0, 2.0, 50)])
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    summaries.write_histograms(writer, [("a/kernel", values), ("b/bias", np.full(4, 0.5))], 7)
+    writer.flush()
+    tables = {}
+    for path in os.listdir(tmp_path):
+        for event in tf.compat.v1.train.summary_iterator(str(tmp_path / path)):
+            for value in event.summary.value:
+                assert event.step == 7 and value.metadata.plugin_data.plugin_name == "histograms"
+                tables[value.tag] = tf.make_ndarray(value.tensor)
+    kernel, bias = tables["a/kernel"], tables["b/bias"]
+    assert kernel.shape == (30, 3) and kernel[:, 2].sum() == 60
+    assert kernel[0, 0] == -1.0 and kernel[-1, 1] == 2.0
+    holding_zero = (kernel[:, 0] <= 0) & (0 < kernel[:, 1])
+    assert kernel[holding_zero, 2].item() >= 10  # the ten zeros
+    assert bias[-1].tolist() == [0.5, 0.5, 4.0] and bias[:-1, 2].sum() == 0
+
+
 def _tags(folder):
     import glob
 
