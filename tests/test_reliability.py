@@ -201,7 +201,7 @@ def test_histograms_are_written_in_tensorboards_format(tmp_path):
     kernel, bias = tables["a/kernel"], tables["b/bias"]
     assert kernel.shape == (30, 3) and kernel[:, 2].sum() == 60
     assert kernel[0, 0] == -1.0 and kernel[-1, 1] == 2.0
-    holding_zero = (kernel[:, 0] <= 0) & (0 < kernel[:, 1])
+    holding_zero = (kernel[:, 0] <= 0) & (kernel[:, 1] > 0)
     assert kernel[holding_zero, 2].item() >= 10  # the ten zeros
     assert bias[-1].tolist() == [0.5, 0.5, 4.0] and bias[:-1, 2].sum() == 0
 
