@@ -417,18 +417,22 @@ def evaluation_recorders(
     say: Callable[[str], None],
     predictions_fn: Callable | None = None,
     class_names=None,
+    draw_plots: bool = True,
 ) -> list:
     """The standard recorders, in order: summaries, best (and its figures), metrics.jsonl,
-    plots, the line.
+    plots, the line; ``draw_plots`` False leaves out the matplotlib figures.
 
     The metrics.jsonl row comes after the best: a run killed in between evaluates that step
     again when it resumes (the row is what says an evaluation happened), so the best never
     misses an evaluation.
     """
     recorders = [WriteEvalSummaries(writers), KeepBest(best, export_fn)]
-    if predictions_fn is not None:
+    if predictions_fn is not None and draw_plots:
         recorders.append(DrawBestFigures(best.directory, predictions_fn, class_names))
-    return [*recorders, AppendMetrics(model_dir), DrawPlots(model_dir), SayEvaluation(say)]
+    recorders.append(AppendMetrics(model_dir))
+    if draw_plots:
+        recorders.append(DrawPlots(model_dir))
+    return [*recorders, SayEvaluation(say)]
 
 
 def describe(plan: Plan) -> str:

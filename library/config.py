@@ -124,6 +124,8 @@ RUN_OPTIONS: tuple[Field, ...] = (
     Field("checkpoint_input_pipeline", bool, False, "save the input pipeline's position (shuffle buffer included) in checkpoints, so a resumed run continues the same data order; larger checkpoints"),
     Field("best_metric", str, "loss", "evaluation metric that picks the best checkpoint: loss or a name of METRICS in project/hyperparameters.py"),
     Field("best_mode", str, "min", "whether a lower or higher best_metric is better", choices=("min", "max")),
+    Field("best_saved_model", bool, True, "also export the best checkpoint as a SavedModel in best_model_dir/saved_model (written in the background; needs a serving_fn)"),
+    Field("plots", bool, True, "draw the matplotlib figures: curves from metrics.jsonl in model_dir/plots after each evaluation, and the best checkpoint's figures in best_model_dir"),
     Field("batch_norm_refresh_batches", int, 4, "before each checkpoint, re-estimate batch-norm statistics with the weights being saved from this many training batches (PreciseBN); 0: off", interval="[0, inf)"),
     Field("max_nonfinite_steps", int, 5, "stop after this many consecutive NaN/Inf steps", interval="[1, inf)"),
     Field("random_seed", int, 42, "seed for weights, shuffling and augmentation"),

@@ -121,7 +121,7 @@ def check_image(path: str) -> str | None:
 def prepare_image(path: str, max_edge: int) -> tuple[bytes, int, int] | str:
     """JPEG bytes, height and width of one image; or the reason it cannot be used.
 
-    Runs in worker processes, so it touches no TensorFlow.
+    Runs in worker processes (spawned clean), so it touches no TensorFlow.
     """
     try:
         with open(path, "rb") as stream:
@@ -289,32 +289,35 @@ def _write_shards(options, classes, tasks, num_shards, temporary):
     jobs = [(i, path, label, options.max_edge) for i, (path, label) in enumerate(tasks)]
     workers = options.num_workers or os.cpu_count() or 1
     start, written = time.perf_counter(), 0
-    with _pool(workers) as pool:
-        for done, (index, result, height, width) in enumerate(
-            pool.imap(_prepare, jobs, chunksize=8), 1
-        ):
-            path, label = tasks[index]
-            relative = os.path.relpath(path, options.dataset_dir)
-            if isinstance(result, str):
-                skipped.append({"file": relative, "reason": result})
-                print(f"\nskipped {path}: {result}", file=sys.stderr)
-            else:
-                shard = written % num_shards
-                writers[shard].write(
-                    serialize_example(result, label, classes[label], height, width, relative)
-                )
-                counts[shard] += 1
-                class_counts[label] += 1
-                written += 1
-            progress.update(done, [("img/s", done / max(time.perf_counter() - start, 1e-9))])
+    for done, (index, result, height, width) in enumerate(_prepared(jobs, workers), 1):
+        path, label = tasks[index]
+        relative = os.path.relpath(path, options.dataset_dir)
+        if isinstance(result, str):
+            skipped.append({"file": relative, "reason": result})
+            print(f"\nskipped {path}: {result}", file=sys.stderr)
+        else:
+            shard = written % num_shards
+            writers[shard].write(
+                serialize_example(result, label, classes[label], height, width, relative)
+            )
+            counts[shard] += 1
+            class_counts[label] += 1
+            written += 1
+        progress.update(done, [("img/s", done / max(time.perf_counter() - start, 1e-9))])
     for writer in writers:
         writer.close()
     return counts, class_counts, skipped
 
 
-def _pool(workers: int):
+def _prepared(jobs: list, workers: int):
+    """The prepared images, in order: from worker processes, or from this one when one
+    worker is asked for (starting a process would cost more than it saves)."""
+    if workers == 1:
+        yield from map(_prepare, jobs)
+        return
     # spawn: workers start clean instead of inheriting TensorFlow's threads through fork.
-    return multiprocessing.get_context("spawn").Pool(workers)
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        yield from pool.imap(_prepare, jobs, chunksize=8)
 
 
 def _publish(options, classes, manifest, temporary):

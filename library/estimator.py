@@ -236,15 +236,16 @@ class Estimator:
             )
         # The other workers' outputs are removed at the end: they export nothing.
         chief = distribute.is_chief(self.strategy)
-        export_fn = self._export_checkpoint if self.functions.serving_fn and chief else None
+        exports = self.functions.serving_fn and params.best_saved_model and chief
         recorders = actions.evaluation_recorders(
             params.model_dir,
             writers,
             best,
-            export_fn,
+            self._export_checkpoint if exports else None,
             progress.say,
             self.functions.predictions_fn,
             self.class_names,
+            params.plots,
         )
         patience = Patience.from_params(params)
         if patience.active:  # its state is what the recorded evaluations make it
@@ -290,15 +291,16 @@ class Estimator:
             best = checkpoints.BestExporter(
                 params.best_model_dir, params.best_metric, params.best_mode
             )
-            export_fn = self._export_checkpoint if self.functions.serving_fn else None
+            exports = self.functions.serving_fn and params.best_saved_model
             recorders = actions.evaluation_recorders(
                 params.model_dir,
                 writers,
                 best,
-                export_fn,
+                self._export_checkpoint if exports else None,
                 self.say,
                 self.functions.predictions_fn,
                 self.class_names,
+                params.plots,
             )
             try:
                 return evaluate_continuously(

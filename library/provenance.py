@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -19,7 +20,16 @@ PROVENANCE_FILE = "provenance.json"
 
 
 def git_state(directory: str) -> dict:
-    """The commit of the repository holding ``directory`` and whether its tree is dirty."""
+    """The commit of the repository holding ``directory`` and whether its tree is dirty.
+
+    Asked once per process and folder: the code that runs is what the process imported when
+    it started, whatever is committed later (a sweep, a notebook).
+    """
+    return dict(_git_state(directory))
+
+
+@functools.cache
+def _git_state(directory: str) -> dict:
 
     def git(*argv: str) -> str:
         result = subprocess.run(  # noqa: S603 - fixed arguments, no shell
