@@ -1,0 +1,343 @@
+"""Scale: two MultiWorkerMirrored workers on loopback, the tf.data service, mixed precision
+and profiling, through run.py and the library as a user runs them."""
+
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from support import ROOT, argv, estimator, one_line, params, run_cli, specs
+
+# A worker as run.py starts it, which also prints a digest of the weights it trained.
+WORKER = r"""
+import json, os, sys
+sys.path[:0] = [{root!r}, os.path.join({root!r}, "tests")]
+from library.cli import main
+from projects import classifier
+from projects.classifier import hyperparameters
+
+built = []
+
+def load_project():
+    project = classifier.load_project()
+    model_fn = project["model_fn"]
+
+    def recording_model_fn(params):
+        built.append(model_fn(params))
+        return built[-1]
+
+    return {{**project, "model_fn": recording_model_fn}}
+
+status = main(sys.argv[1:], hyperparameters, load_project)
+if status == 0:  # the first model built is the one that trains
+    print("WEIGHTS " + json.dumps([w.numpy().astype(float).ravel()[:4].tolist() for w in built[0].weights]))
+sys.exit(status)
+"""
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    with contextlib.ExitStack() as stack:
+        for s in sockets:
+            stack.enter_context(s)
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+
+
+class Cluster:
+    """Two workers of one run.py command on loopback ports, each with its TF_CONFIG; every
+    process is killed when the block ends, however it ends."""
+
+    def __init__(self, work, argv):
+        self.work, self.argv, self.processes = work, argv, []
+
+    def start(self, name):
+        cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
+        self.processes, self.logs = [], []
+        for index in range(2):
+            task = {"type": "worker", "index": index}
+            env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": task}))
+            log = open(os.path.join(self.work, f"{name}-{index}.log"), "w+")  # noqa: SIM115
+            command = [sys.executable, "-c", WORKER.format(root=ROOT), *self.argv]
+            self.processes.append(
+                subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+            )
+            self.logs.append(log)
+        return self
+
+    def wait(self, timeout=300):
+        deadline = time.time() + timeout
+        for process in self.processes:
+            process.wait(timeout=max(1, deadline - time.time()))
+        return [p.returncode for p in self.processes]
+
+    def output(self, index):
+        self.logs[index].seek(0)
+        return self.logs[index].read()
+
+    def kill(self):
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+                process.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.kill()
+
+
+def wait_for(condition, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def cluster_argv(records, tmp_path, *extra):
+    return argv(
+        records, tmp_path, "--distribution", "multi_worker", "--collective_timeout_secs", "60",
+        *extra,
+    )  # fmt: skip
+
+
+def weights_of(output):
+    lines = [line for line in output.splitlines() if line.startswith("WEIGHTS ")]
+    assert lines, output[-3000:]
+    return json.loads(lines[-1][len("WEIGHTS ") :])
+
+
+def test_two_workers_train_as_one_and_resume_after_both_are_killed(stripes_records, tmp_path):
+    from library import checkpoints, summaries
+
+    model_dir = str(tmp_path / "model")
+    command = cluster_argv(
+        stripes_records, tmp_path,
+        "--train_steps", "16", "--save_checkpoints_steps", "4", "--steps_between_evals", "8",
+        "--best_saved_model", "true",
+        # Batch-norm statistics are each worker's own between checkpoints; re-estimated
+        # before each save, they are all-reduced: the same on every worker.
+        "--batch_norm_refresh_batches", "2",
+    )  # fmt: skip
+    with Cluster(str(tmp_path), command) as cluster:
+        cluster.start("first")
+        wait_for(lambda: checkpoints.numbered_checkpoints(model_dir), 240, "a first checkpoint")
+        cluster.kill()  # both, as a lost job or a power cut would
+        killed_at = checkpoints.numbered_checkpoints(model_dir)[0][0]
+        assert 4 <= killed_at < 16, cluster.output(0)[-2000:]
+        assert cluster.start("again").wait() == [0, 0], cluster.output(0)[-3000:]
+        outputs = [cluster.output(0), cluster.output(1)]
+    # Both resumed from the chief's newest checkpoint, at the same step.
+    resumed_at = {int(re.search(r"resuming from \S+ at step (\d+)", o).group(1)) for o in outputs}
+    assert len(resumed_at) == 1 and resumed_at.pop() >= killed_at, resumed_at
+    # One model on both workers: the same weights, bit for bit.
+    assert weights_of(outputs[0]) == weights_of(outputs[1])
+    # One set of outputs, the chief's; the other worker left nothing behind.
+    assert checkpoints.numbered_checkpoints(model_dir)[0][0] == 16
+    assert not [n for n in os.listdir(model_dir) if n.startswith(".workertemp")]
+    assert [r["step"] for r in summaries.read_metrics(model_dir)][-1] == 16
+    assert len({r["step"] for r in summaries.read_metrics(model_dir)}) == len(
+        summaries.read_metrics(model_dir)
+    )
+    best = json.loads((tmp_path / "best" / "best.json").read_text())
+    assert best["saved_model_step"] == best["step"]
+    assert (tmp_path / "best" / "saved_model" / "saved_model.pb").exists()
+
+
+def test_a_worker_that_dies_stops_the_other_with_one_line(stripes_records, tmp_path):
+    from library import checkpoints
+
+    model_dir = str(tmp_path / "model")
+    command = cluster_argv(
+        stripes_records, tmp_path,
+        "--train_steps", "100000", "--save_checkpoints_steps", "4", "--steps_between_evals",
+        "100000", "--collective_timeout_secs", "20",
+    )  # fmt: skip
+    with Cluster(str(tmp_path), command) as cluster:
+        cluster.start("run")
+        wait_for(lambda: checkpoints.numbered_checkpoints(model_dir), 240, "a first checkpoint")
+        cluster.processes[1].send_signal(signal.SIGKILL)
+        started = time.time()
+        cluster.processes[0].wait(timeout=120)
+        stopped_after = time.time() - started
+        output = cluster.output(0)
+    assert cluster.processes[0].returncode == 1, output[-3000:]
+    last = output.strip().splitlines()[-1]
+    assert re.match(r"run\.py: error: /job:worker/(replica:0/)?task:1 stopped answering", last), (
+        last
+    )
+    assert f"resume from the last checkpoint in {model_dir}" in last
+    assert "Traceback" not in output
+    assert stopped_after < 60
+
+
+def test_multi_worker_without_tf_config_is_one_line(stripes_records, tmp_path, monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    result = run_cli(*cluster_argv(stripes_records, tmp_path))
+    assert result.returncode == 2
+    line = one_line(result.stderr)
+    assert line.endswith('"task": {"type": "worker", "index": 0}}'), line
+    assert "distribution multi_worker needs TF_CONFIG" in line
+
+
+@contextlib.contextmanager
+def servers(*commands):
+    """Processes started as a user starts them, killed by PID at the end."""
+    processes = []
+    try:
+        for argv, env, log in commands:
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "library.data_service", *argv],
+                    stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env}, cwd=ROOT,
+                )
+            )  # fmt: skip
+        yield processes
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+
+
+def test_training_from_a_tf_data_service_dispatcher_and_worker(stripes_records, tmp_path):
+    from library import checkpoints
+
+    dispatcher_port, worker_port = free_ports(2)
+    logs = [open(tmp_path / f"{name}.log", "w+") for name in ("dispatcher", "worker")]  # noqa: SIM115
+    dispatcher = (["dispatcher", "--port", str(dispatcher_port)], {}, logs[0])
+    worker = (
+        ["worker", "--port", str(worker_port), "--dispatcher_address", f"localhost:{dispatcher_port}"],
+        {"TF_CPP_MIN_LOG_LEVEL": "0"},  # the worker's own log says what it read
+        logs[1],
+    )  # fmt: skip
+
+    def said(log, text):
+        log.seek(0)
+        return text in log.read()
+
+    with servers(dispatcher) as started:
+        wait_for(lambda: said(logs[0], "dispatcher listening on"), 120, "the dispatcher")
+        with servers(worker):
+            wait_for(lambda: said(logs[1], "worker listening on"), 120, "the worker")
+            address = f"grpc://localhost:{dispatcher_port}"
+            result = run_cli(*argv(stripes_records, tmp_path, "--data_service_address", address))
+        assert started[0].poll() is None  # servers run until stopped
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"training input from the tf.data service at {address}" in result.stdout
+    assert checkpoints.numbered_checkpoints(str(tmp_path / "model"))[0][0] == 4
+    assert said(logs[1], "tf_record_dataset_op"), "the service worker read no TFRecords"
+
+
+def test_a_data_service_address_where_nothing_answers_is_one_line(stripes_records, tmp_path):
+    (port,) = free_ports(1)
+    started = time.time()
+    result = run_cli(*argv(stripes_records, tmp_path, "--data_service_address", f"grpc://localhost:{port}"))  # fmt: skip
+    assert result.returncode == 2 and time.time() - started < 120
+    line = one_line(result.stderr)
+    assert line.startswith(f"run.py: error: data_service_address grpc://localhost:{port}: nothing")
+    assert "python -m library.data_service dispatcher" in line
+    malformed = run_cli(*argv(None, None, "--data_service_address", "localhost"))
+    assert malformed.returncode == 2
+    assert "data_service_address must be grpc://HOST:PORT" in one_line(malformed.stderr)
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_trains_in_16_bits_and_restores_into_float32(
+    policy, stripes_records, tmp_path
+):
+    import keras
+    import tensorflow as tf
+    from projects.classifier import functions
+
+    from library import summaries
+    from library.estimator import train_and_evaluate
+
+    built = []
+
+    def recording_model_fn(run_params):
+        built.append(functions.model_fn(run_params))
+        return built[-1]
+
+    run_params = params(stripes_records, tmp_path, mixed_precision=policy)
+    train, evaluation = specs(run_params, 4)
+    learner = estimator(run_params, model_fn=recording_model_fn)
+    assert train_and_evaluate(learner, train, evaluation) == 4
+    model = built[0]  # the model that trained
+    convolution = next(x for x in model.layers if isinstance(x, keras.layers.Conv2D))
+    assert convolution.compute_dtype == policy.removeprefix("mixed_")
+    assert model.get_layer("logits").compute_dtype == "float32"
+    assert {v.dtype for v in model.weights} == {"float32"}
+    latest = tf.train.latest_checkpoint(run_params.model_dir)
+    names = [name for name, _ in tf.train.list_variables(latest)]
+    assert any(n.startswith("loss_scale/") for n in names) == (policy == "mixed_float16")
+    # In float32, the best checkpoint evaluates as the mixed-precision run evaluated it.
+    float32 = run_params.replace(mixed_precision="none")
+    learner = estimator(float32)
+    results = learner.evaluate(evaluation.input_fn, checkpoint="best")
+    with open(os.path.join(run_params.best_model_dir, "best.json"), encoding="utf-8") as stream:
+        best = json.load(stream)
+    recorded = next(
+        r for r in summaries.read_metrics(run_params.model_dir) if r["step"] == best["step"]
+    )
+    # bfloat16 keeps 8 bits of mantissa: an example on the decision boundary may flip.
+    assert abs(results["accuracy"] - recorded["eval_accuracy"]) <= 1 / 16 + 1e-6
+    assert results["loss"] == pytest.approx(best["value"], rel=0.05, abs=0.02)
+    # And training resumes in float32 from the mixed-precision checkpoint.
+    assert learner.train(train.input_fn, 6) == 6
+
+
+def test_profile_steps_write_a_tensorboard_profile(stripes_records, tmp_path):
+    from library.estimator import train_and_evaluate
+
+    # With early stopping too (no improvement counts: it stops after the second evaluation),
+    # which must still be able to stop the run.
+    run_params = params(
+        stripes_records, tmp_path, profile_steps=[2, 4], train_steps=6,
+        early_stopping_patience=1, early_stopping_min_delta=100.0,
+    )  # fmt: skip
+    lines = []
+    learner = estimator(run_params)
+    learner.say = lines.append
+    train, evaluation = specs(run_params, 6)
+    assert train_and_evaluate(learner, train, evaluation) == 4
+    profile = os.path.join(run_params.model_dir, "profile")
+    assert f"profiling steps 3-4 into {profile}" in lines
+    assert any(line.startswith(f"profile written to {profile}") for line in lines)
+    traces = [
+        os.path.join(folder, name)
+        for folder, _, names in os.walk(os.path.join(profile, "plugins", "profile"))
+        for name in names
+        if name.endswith(".xplane.pb")
+    ]
+    assert traces and all(os.path.getsize(t) > 0 for t in traces), traces
+
+
+def test_scale_settings_are_checked_in_one_line(monkeypatch):
+    """(Before TensorFlow loads: test_config.py.)"""
+    cases = [
+        (["--profile_steps", "[4, 2]"], None, "profile_steps must be [start, stop] with start < stop"),
+        (["--distribution", "multi_worker"], '{"cluster": {}}',
+         "TF_CONFIG must name the cluster and this task in it"),
+        (["--distribution", "multi_worker"], '{"cluster": {"worker": ["h:1"]}, '
+         '"task": {"type": "worker", "index": 3}}', "TF_CONFIG must name the cluster"),
+        (["--mixed_precision", "float16"], None, "mixed_float16"),
+        (["--data_service_address", "grpc://h:1", "--checkpoint_input_pipeline", "true"], None,
+         "the tf.data service holds the input pipeline"),
+    ]  # fmt: skip
+    for flags, tf_config, message in cases:
+        if tf_config is None:
+            monkeypatch.delenv("TF_CONFIG", raising=False)
+        else:
+            monkeypatch.setenv("TF_CONFIG", tf_config)
+        result = run_cli(*argv(None, None, *flags))
+        assert result.returncode == 2, (flags, result.stderr)
+        assert message in one_line(result.stderr)

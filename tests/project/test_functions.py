@@ -1,0 +1,197 @@
+"""The project's own functions: its models' special parts, its input pipeline and
+augmentation, its learning-rate schedules."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from support import jpeg_bytes, make_class_tree, textured_image
+
+from library import config, inputs, schedule
+from library.modes import ModeKeys
+from project import custom_ops, hyperparameters, model, optimizers
+from project import inputs as project_inputs
+
+
+def project_params(**overrides):
+    return config.default_params(hyperparameters.HYPERPARAMETERS, **overrides)
+
+
+def params_for(records_dir, **overrides):
+    values = {
+        "train_files": str(records_dir / "train-*.tfrecord"),
+        "eval_files": str(records_dir / "eval-*.tfrecord"),
+        "image_size": 24,
+        "train_batch_size": 8,
+        "eval_batch_size": 5,
+    }
+    return project_params(**{**values, **overrides})
+
+
+def test_resnet_depth_must_be_6n_plus_2():
+    with pytest.raises(ValueError, match="6n\\+2"):
+        model.model_fn(
+            project_params(encoder="resnet", resnet_depth=10, num_classes=2, image_size=8)
+        )
+
+
+def test_custom_gradient_is_the_hand_written_one():
+    # Where automatic differentiation works, the hand-written gradient agrees with it...
+    x = tf.constant(np.linspace(-8, 8, 41), tf.float32)
+    upstream = tf.constant(np.random.default_rng(0).normal(size=41), tf.float32)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        custom = custom_ops.custom_sigmoid(x)
+        reference = tf.sigmoid(x)
+    np.testing.assert_allclose(custom.numpy(), reference.numpy(), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        tape.gradient(custom, x, upstream).numpy(),
+        tape.gradient(reference, x, upstream).numpy(),
+        rtol=1e-5,
+        atol=1e-7,
+    )
+    # ...and where autodiff of the same formula fails, it does not: at x = -100, exp(100)
+    # overflows float32 and d/dx 1 / (1 + exp(-x)) is inf * 0 = NaN; y * (1 - y) is 0.
+    far = tf.constant([-100.0])
+    with tf.GradientTape() as tape:
+        tape.watch(far)
+        y = custom_ops.custom_sigmoid(far)
+    np.testing.assert_array_equal(tape.gradient(y, far).numpy(), [0.0])
+
+
+def test_the_gated_head_trains_through_the_hand_written_gradient():
+    """A gate saturated far off (pre-activation -100) still gives finite gradients."""
+    gate = custom_ops.SigmoidGate()
+    features = tf.ones([2, 3])
+    gate.build(features.shape)
+    gate.dense.kernel.assign(tf.fill([3, 3], -100.0 / 3))
+    gate.dense.bias.assign(tf.zeros([3]))
+    with tf.GradientTape() as tape:
+        out = tf.reduce_sum(gate(features))
+    grads = tape.gradient(out, gate.trainable_variables)
+    assert all(np.all(np.isfinite(g.numpy())) for g in grads)
+    # The gate's graph holds the op tf.custom_gradient registers its gradient on.
+    graph = tf.function(gate).get_concrete_function(tf.TensorSpec([2, 3])).graph
+    assert any("_gradient_op_type" in op.node_def.attr for op in graph.get_operations())
+
+
+def rates(schedule, steps):
+    return [float(schedule(step) if callable(schedule) else schedule) for step in steps]
+
+
+@pytest.mark.parametrize("lr_schedule", ["constant", "cosine"])
+def test_warmup_ramps_up_with_every_schedule_and_with_train_steps(lr_schedule):
+    params = project_params(
+        learning_rate=0.1, lr_schedule=lr_schedule, warmup_epochs=1.0, train_steps=100
+    )
+    plan = schedule.make_plan(params, train_records=10 * params.train_batch_size)
+    assert plan.steps_per_epoch == 10 and plan.train_steps == 100  # train_steps wins...
+    warm = rates(optimizers.learning_rate_fn(params, plan), range(12))
+    cold = rates(optimizers.learning_rate_fn(params.replace(warmup_epochs=0.0), plan), range(12))
+    # ...and warm-up still lasts one epoch (10 steps): a ramp of (step + 1) / 10.
+    np.testing.assert_allclose(
+        warm[:10], [c * (s + 1) / 10 for s, c in enumerate(cold[:10])], rtol=1e-5
+    )
+    np.testing.assert_allclose(warm[9:], cold[9:], rtol=1e-6)
+    assert warm[0] == pytest.approx(0.01, rel=1e-5)
+    if lr_schedule == "cosine":
+        assert rates(optimizers.learning_rate_fn(params, plan), [100])[0] < 1e-6  # decays to 0
+
+
+def test_project_preprocessing_sizes_normalises_and_is_stateless():
+    params = project_params(image_size=16, eval_crop_fraction=1.0, train_crop_min_area=0.3)
+    jpeg = tf.constant(jpeg_bytes(textured_image(60, 40, seed=3)))
+    decoded = project_inputs.preprocess_eval(jpeg, params)
+    assert decoded.shape == (16, 16, 3) and decoded.dtype == tf.float32
+    assert float(tf.reduce_min(decoded)) >= 0.0 and float(tf.reduce_max(decoded)) <= 1.0
+    assert float(tf.reduce_max(decoded)) > 0.5  # pixel values divided by 255, not twice
+    seed = tf.constant([1, 2], tf.int64)
+    trained = project_inputs.preprocess_train(jpeg, seed, params)
+    assert trained.shape == (16, 16, 3)
+    again = project_inputs.preprocess_train(jpeg, seed, params)
+    np.testing.assert_array_equal(trained.numpy(), again.numpy())  # stateless: same seed, same crop
+    other = project_inputs.preprocess_train(jpeg, tf.constant([3, 4], tf.int64), params)
+    assert not np.array_equal(trained.numpy(), other.numpy())
+
+
+def test_training_input_fn_yields_right_shapes_dtypes_and_labels(stripes_records):
+    params = params_for(stripes_records)
+    dataset = project_inputs.input_fn(params.train_files, ModeKeys.TRAIN, params)
+    assert sum(1 for _ in dataset.take(13)) == 13  # repeats: 6 batches make an epoch
+    for features, labels in dataset.take(3):
+        assert features["image"].shape == (8, 24, 24, 3)
+        assert features["image"].dtype == tf.float32
+        assert labels.dtype == tf.int32 and set(labels.numpy()) <= {0, 1}
+
+
+def test_eval_input_fn_reads_every_record_once_with_its_label(stripes_records):
+    params = params_for(stripes_records)
+    dataset = project_inputs.input_fn(params.eval_files, ModeKeys.EVAL, params)
+    names, labels = [], []
+    for features, batch_labels in dataset:
+        names += [n.decode() for n in features["filename"].numpy()]
+        labels += batch_labels.numpy().tolist()
+    assert len(names) == len(set(names)) == inputs.count_records(params.eval_files) == 16
+    for name, label in zip(names, labels, strict=True):
+        assert label == (0 if name.startswith("horizontal/") else 1)
+
+
+def test_folder_input_fn_reads_images_without_conversion(tmp_path, stripes_records):
+    make_class_tree(str(tmp_path / "img"), per_class=3)
+    (tmp_path / "labels.txt").write_text("horizontal\nvertical\n")
+    params = params_for(
+        stripes_records, labels_file=str(tmp_path / "labels.txt"), eval_batch_size=6
+    )
+    dataset = project_inputs.folder_input_fn(str(tmp_path / "img/*/*.jpg"), ModeKeys.EVAL, params)
+    features, labels = next(iter(dataset))
+    assert features["image"].shape == (6, 24, 24, 3)
+    for name, label in zip(features["filename"].numpy(), labels.numpy(), strict=True):
+        assert label == (0 if b"/horizontal/" in name else 1)
+
+
+def test_generator_input_fn_yields_python_made_batches():
+    params = project_params(image_size=12, train_batch_size=4, eval_batch_size=4)
+    features, labels = next(iter(project_inputs.generator_input_fn("", ModeKeys.TRAIN, params)))
+    assert features["image"].shape == (4, 12, 12, 3) and labels.dtype == tf.int32
+    evaluation = project_inputs.generator_input_fn("", ModeKeys.EVAL, params)
+    first = [b[1].numpy().tolist() for b in evaluation]
+    second = [b[1].numpy().tolist() for b in evaluation]
+    assert first == second and len(first) == 4  # a fixed, finite evaluation stream
+
+
+def test_resnet_preactivation_blocks_train_a_step():
+    from library import steps
+    from project import losses
+
+    params = project_params(
+        encoder="resnet", resnet_depth=8, resnet_preactivation=True, image_size=16, num_classes=3
+    )
+    net = model.model_fn(params)
+    optimizer = optimizers.optimizer_fn(params, schedule.Plan(10, 10, 10, 10, 10))
+    optimizer.build(net.trainable_variables)
+    step = tf.function(
+        steps.build_train_step(net, losses.loss_fn, optimizer, params, steps.StepState())
+    )
+    before = [v.numpy().copy() for v in net.trainable_variables]
+    step({"image": tf.random.uniform([4, 16, 16, 3])}, tf.constant([0, 1, 2, 0]))
+    assert all(
+        not np.array_equal(a, b.numpy())
+        for a, b in zip(before, net.trainable_variables, strict=True)
+    )
+
+
+def test_piecewise_rates_change_at_the_boundaries():
+    plan = schedule.Plan(10, 60, 10, 10, 10)
+    params = project_params(
+        lr_schedule="piecewise", lr_boundaries="[2, 4]", lr_values="[0.1, 0.01, 0.001]"
+    )
+    rate = optimizers.learning_rate_fn(params, plan)
+    at = {step: float(rate(step)) for step in (0, 19, 20, 39, 40, 59)}
+    assert at == pytest.approx({0: 0.1, 19: 0.1, 20: 0.01, 39: 0.01, 40: 0.001, 59: 0.001})
+
+
+def test_onednn_is_off_only_for_a_fine_tuned_module():
+    assert not hyperparameters.onednn_off(project_params())
+    assert hyperparameters.onednn_off(project_params(encoder="hub", hub_handle="m"))
+    assert not hyperparameters.onednn_off(
+        project_params(encoder="hub", hub_handle="m", fine_tuning=False)
+    )
