@@ -8,7 +8,7 @@
 import sys
 
 from library.config import ConfigError, OneLineParser
-from library.convert import ConvertError, ConvertOptions, convert, summarize
+from library.vision.convert import ConvertError, ConvertOptions, convert, summarize
 
 
 def parse_args(argv):

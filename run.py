@@ -18,7 +18,10 @@ except ModuleNotFoundError as missing:  # started outside the project's environm
 
 
 def load_project() -> dict:
-    """The project's functions, wired into the library (imported late: TensorFlow is slow)."""
+    """The project's functions by contract name (library/contract.py), wired into the
+    library; imported late: TensorFlow is slow. The image kit's pieces come in through the
+    same doors any project's do."""
+    from library.vision import classes, serving
     from project import inputs, losses, model, optimizers
 
     return {
@@ -28,7 +31,12 @@ def load_project() -> dict:
         "optimizer_fn": optimizers.optimizer_fn,
         "metrics_fn": model.metrics_fn,
         "predictions_fn": model.predictions_fn,
+        "serving_inputs": serving.image_bytes_inputs,
         "serving_fn": inputs.serving_fn,
+        "predict_reader": serving.read_image_file,
+        "callbacks_fn": model.callbacks_fn,
+        "prepare_fn": classes.prepare,
+        "diagnose_fn": serving.find_undecodable_image,
     }
 
 

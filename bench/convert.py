@@ -9,7 +9,7 @@ import tempfile
 
 from common import machine, timed, write_tree
 
-from library.convert import ConvertOptions, convert
+from library.vision.convert import ConvertOptions, convert
 
 
 def main():

@@ -14,14 +14,15 @@ import numpy as np
 from common import machine, timed, write_tree
 from PIL import Image
 
+from library.cli.quiet import import_tensorflow
 from library.config import default_params
-from library.convert import ConvertOptions, convert
-from library.quiet import import_tensorflow
+from library.vision.convert import ConvertOptions, convert
 
 tf = import_tensorflow()
-from library import inputs, records  # noqa: E402
-from library.modes import ModeKeys  # noqa: E402
-from project.hyperparameters import HYPERPARAMETERS  # noqa: E402
+from library.contract import ModeKeys  # noqa: E402
+from library.data import pipeline  # noqa: E402
+from library.vision import records  # noqa: E402
+from project.hyperparameters import HYPERPARAMETERS, RUN_OPTIONS  # noqa: E402
 from project.inputs import input_fn, preprocess_train  # noqa: E402
 
 
@@ -67,7 +68,7 @@ def pil_rate(paths, size, count):
 def small_records_rates(folder, batches, batch_size=256):
     """32-px images: parse per element then batch, against batch then parse (ours)."""
     params = default_params(
-        HYPERPARAMETERS, image_size=32, train_batch_size=batch_size, augment_flip=False
+        HYPERPARAMETERS, RUN_OPTIONS, image_size=32, train_batch_size=batch_size, augment_flip=False
     )
     pattern = os.path.join(folder, "small-*.tfrecord")
 
@@ -77,7 +78,7 @@ def small_records_rates(folder, batches, batch_size=256):
         return {"image": image, "filename": parsed["filename"]}, parsed["label"]
 
     def per_element():
-        dataset = inputs.read_records(pattern, True, shuffle_buffer=1000).enumerate()
+        dataset = pipeline.read_records(pattern, True, shuffle_buffer=1000).enumerate()
         dataset = dataset.map(parse_one, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
         return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
@@ -110,6 +111,7 @@ def main():
         convert(ConvertOptions(tree, "bench", os.path.join(work, "records"), max_edge=500))
         params = default_params(
             HYPERPARAMETERS,
+            RUN_OPTIONS,
             train_files=os.path.join(work, "records", "bench-*.tfrecord"),
             image_size=224,
             train_batch_size=64,

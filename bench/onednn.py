@@ -22,17 +22,19 @@ CASES = {
 
 
 def child(case: str, steps: int) -> None:
-    from library.quiet import import_tensorflow
+    from library.cli.quiet import import_tensorflow
 
     tf = import_tensorflow()
     import keras
 
-    from library import steps as library_steps
     from library.config import default_params
+    from library.engine import steps as library_steps
     from project import losses, model
-    from project.hyperparameters import HYPERPARAMETERS
+    from project.hyperparameters import HYPERPARAMETERS, RUN_OPTIONS
 
-    params = default_params(HYPERPARAMETERS, num_classes=10, dropout_rate=0.0, **CASES[case])
+    params = default_params(
+        HYPERPARAMETERS, RUN_OPTIONS, num_classes=10, dropout_rate=0.0, **CASES[case]
+    )
     net = model.model_fn(params)
     optimizer = keras.optimizers.Adam(1e-3)
     optimizer.build(net.trainable_variables)

@@ -24,7 +24,7 @@ import tempfile
 from common import machine
 
 from library.config import default_params
-from project.hyperparameters import HYPERPARAMETERS
+from project.hyperparameters import HYPERPARAMETERS, RUN_OPTIONS
 
 BATCH = 64
 ROUNDS = 3
@@ -54,13 +54,13 @@ def make_params(work, overrides):
         "progress": "log",
         **overrides,
     }
-    return default_params(HYPERPARAMETERS, **values)
+    return default_params(HYPERPARAMETERS, RUN_OPTIONS, **values)
 
 
 def run_once(case):
     """Trains ``case["steps"]`` steps; returns the recorded steps/s and the accuracy."""
-    from library import distribute, schedule
-    from library.estimator import Estimator, EvalSpec, TrainSpec, train_and_evaluate
+    from library.engine import distribute, schedule
+    from library.engine.estimator import Estimator, EvalSpec, TrainSpec, train_and_evaluate
 
     params = make_params(case["work"], case["params"])
     strategy = distribute.create_strategy(params)  # first: multi_worker needs it so
@@ -120,7 +120,7 @@ def alternating_rates(case):
 
     import tensorflow as tf
 
-    from library import schedule, steps, trainer
+    from library.engine import schedule, steps, trainer
     from project import losses, model, optimizers
 
     strategy = tf.distribute.get_strategy()

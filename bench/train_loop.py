@@ -18,17 +18,20 @@ import time
 
 from common import machine
 
+from library.cli.quiet import import_tensorflow
 from library.config import default_params
-from library.quiet import import_tensorflow
 
 tf = import_tensorflow()
 import keras  # noqa: E402
 
-from library import actions, schedule, trainer  # noqa: E402
-from library.estimator import Estimator, EvalSpec, TrainSpec, train_and_evaluate  # noqa: E402
-from project import inputs as project_inputs  # noqa: E402
+import run  # noqa: E402
+from library.contract import Functions  # noqa: E402
+from library.engine import actions, schedule, trainer  # noqa: E402
+from library.engine.estimator import Estimator, EvalSpec, TrainSpec, train_and_evaluate  # noqa: E402
+from library.recorders import best, console, metrics_log, plots, summaries  # noqa: E402
+from library.vision import figures  # noqa: E402
 from project import losses, model, optimizers  # noqa: E402
-from project.hyperparameters import HYPERPARAMETERS  # noqa: E402
+from project.hyperparameters import HYPERPARAMETERS, RUN_OPTIONS  # noqa: E402
 
 BATCH = 64
 ROUNDS = 2  # the machine is shared: every figure is the best of two measurements
@@ -62,18 +65,14 @@ def make_params(work, name, case, **overrides):
         "dropout_rate": 0.0,
         **case,
     }
-    return default_params(HYPERPARAMETERS, **{**values, **overrides})
+    return default_params(HYPERPARAMETERS, RUN_OPTIONS, **{**values, **overrides})
 
 
 def estimator_for(params, records):
-    return Estimator(
-        model.model_fn,
-        losses.loss_fn,
-        optimizers.optimizer_fn,
+    """The project's Estimator, as run.py wires it (the image kit's recorders included)."""
+    return Estimator.from_functions(
+        Functions.from_mapping(run.load_project()),
         params,
-        metrics_fn=model.metrics_fn,
-        predictions_fn=model.predictions_fn,
-        serving_fn=project_inputs.serving_fn,
         plan=schedule.make_plan(params, records),
         say=lambda line: None,
     )
@@ -155,15 +154,18 @@ def fit_rate(work, case, data, steps):
 def timed_actions():
     """Times every call of each action and recorder (and their ``finish``), by class name."""
     timings = collections.defaultdict(list)
-    classes = [
-        actions.LogProgress, actions.SaveCheckpoint, actions.Evaluate,
-        actions.WriteEvalSummaries, actions.AppendMetrics, actions.DrawPlots,
-        actions.KeepBest, actions.DrawBestFigures, actions.SayEvaluation,
-    ]  # fmt: skip
-    # PreciseBN, inside SaveCheckpoint: forward passes with the step's weights.
-    classes.append(trainer._StatisticsRefresher)
-    saved = {cls: (cls.__call__, cls.finish) for cls in classes if hasattr(cls, "finish")}
-    saved.update({cls: (cls.__call__, None) for cls in classes if cls not in saved})
+    calls = {  # the method the loop calls, by class
+        actions.LogProgress: "__call__", actions.SaveCheckpoint: "__call__",
+        actions.Evaluate: "__call__", summaries.WriteEvalSummaries: "on_evaluation",
+        metrics_log.AppendMetrics: "on_evaluation", plots.DrawPlots: "on_evaluation",
+        best.KeepBest: "on_evaluation", figures.ClassificationFigures: "on_evaluation",
+        figures.ImageSummaries: "on_evaluation", console.SayEvaluation: "on_evaluation",
+        # PreciseBN, inside SaveCheckpoint: forward passes with the step's weights.
+        trainer._StatisticsRefresher: "__call__",
+    }  # fmt: skip
+    saved = {
+        cls: (getattr(cls, method), getattr(cls, "finish", None)) for cls, method in calls.items()
+    }
 
     def timing(name, method):
         def wrapper(self, *args):
@@ -176,14 +178,14 @@ def timed_actions():
         return wrapper
 
     for cls, (call, finish) in saved.items():
-        cls.__call__ = timing(cls.__name__, call)
+        setattr(cls, calls[cls], timing(cls.__name__, call))
         if finish is not None:
             cls.finish = timing(f"{cls.__name__}.finish", finish)
     try:
         yield timings
     finally:
         for cls, (call, finish) in saved.items():
-            cls.__call__ = call
+            setattr(cls, calls[cls], call)
             if finish is not None:
                 cls.finish = finish
 
@@ -258,8 +260,8 @@ def waited_for(timings, run_seconds):
 
 MAIN_THREAD = ("LogProgress", "SaveCheckpoint", "Evaluate")
 RECORDERS = (
-    "WriteEvalSummaries", "KeepBest", "DrawBestFigures", "AppendMetrics", "DrawPlots",
-    "SayEvaluation",
+    "WriteEvalSummaries", "KeepBest", "AppendMetrics", "DrawPlots", "SayEvaluation",
+    "ClassificationFigures", "ImageSummaries",
 )  # fmt: skip
 
 

@@ -27,9 +27,11 @@ def per_example_gradients(model, loss_fn, features, labels, params):
 def main():
     from library.config import default_params
     from project import losses, model
-    from project.hyperparameters import HYPERPARAMETERS
+    from project.hyperparameters import HYPERPARAMETERS, RUN_OPTIONS
 
-    params = default_params(HYPERPARAMETERS, image_size=8, num_classes=3, dropout_rate=0.0)
+    params = default_params(
+        HYPERPARAMETERS, RUN_OPTIONS, image_size=8, num_classes=3, dropout_rate=0.0
+    )
     net = model.model_fn(params)
     features = {"image": tf.random.uniform([4, 8, 8, 3])}
     labels = tf.constant([0, 1, 2, 1])

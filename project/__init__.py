@@ -1,1 +1,3 @@
-"""Your code: pure input, model, loss and optimizer functions (see library/estimator.py)."""
+"""Your code: pure functions for input, model, loss and optimizer, and the declarations of
+your hyperparameters. What each function must do: library/contract.py; where each change
+goes: README.md, "Where does my change go"."""

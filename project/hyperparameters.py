@@ -3,14 +3,18 @@
 A new hyperparameter is one line here (name, type, default, help, and choices or an interval
 when it has them); read it as ``params.name`` anywhere in ``project/``. Unknown keys, wrong
 types and values out of range are errors before TensorFlow loads, which is why this module
-imports nothing but the ``Field`` type (tests/test_config.py checks both).
+imports nothing but the ``Field`` type and the image kit's keys (no TensorFlow either).
 
 ``METRICS`` names what ``model.metrics_fn`` returns, so that ``best_metric`` is checked before
 TensorFlow loads too. ``ENCODERS`` and ``HEADS`` name the functions of ``encoders.py`` and
-``heads.py`` (a test keeps them in step).
+``heads.py`` (tests/project checks each of them). ``RUN_OPTIONS`` are keys of project.yaml
+this project adds to the library's: the image kit's record keys and labels file.
 """
 
 from library.config import Field
+from library.vision import options as image_kit
+
+RUN_OPTIONS = image_kit.RUN_OPTIONS
 
 ENCODERS = ("small_cnn", "resnet", "hub")
 HEADS = ("classifier", "gated_classifier")
@@ -23,7 +27,7 @@ HYPERPARAMETERS = (
     Field("encoder", str, "small_cnn", "encoder function in project/encoders.py", choices=ENCODERS),
     Field("head", str, "classifier", "head function in project/heads.py", choices=HEADS),
     Field("image_size", int, 224, "side of the square network input", interval="[8, inf)"),
-    Field("num_classes", int, 0, "classes; 0: count the lines of the labels file", interval="[0, inf)"),
+    *image_kit.HYPERPARAMETERS,  # num_classes and class_names, from the labels file
     Field("dropout_rate", float, 0.5, "dropout before the classifier", interval="[0, 1)"),
     Field("batch_norm_momentum", float, 0.9, "batch-norm moving-average momentum (PyTorch's default; Keras' 0.99 lags on short runs)", interval="[0, 1)"),
     Field("resnet_depth", int, 20, "CIFAR ResNet depth (6n+2)", interval="[8, inf)"),

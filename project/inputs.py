@@ -1,6 +1,6 @@
 """Input functions: ``input_fn(file_pattern, mode, params, input_context=None) -> Dataset``.
 
-Each yields ``(features, labels)`` batches, features being a dict with at least ``image``.
+Each yields ``(features, labels)`` batches, features being a dict with ``image``.
 ``input_context`` (a ``tf.distribute.InputContext``, None on one device) says how many input
 pipelines there are: the batch is the per-replica share of the global batch, and each pipeline
 reads its share of the files. ``input_fn`` reads the TFRecords written by convert_dataset.py
@@ -8,14 +8,17 @@ reads its share of the files. ``input_fn`` reads the TFRecords written by conver
 examples of other sources: switch by wiring one of them in run.py.
 
 The augmentation policy lives here too (``preprocess_train``, ``preprocess_eval``): crops,
-flips and the normalisation of pixel values are the project's choices.
+flips and the normalisation of pixel values are the project's choices, built from the image
+kit's blocks (``library/vision/images.py``). ``serving_fn`` turns the exported model's
+input (the kit's ``image_bytes``) into the same features.
 """
 
 import numpy as np
 import tensorflow as tf
 
-from library import inputs, records
-from library.modes import ModeKeys
+from library.contract import ModeKeys
+from library.data import pipeline
+from library.vision import images, records
 
 
 def normalise(image):
@@ -25,10 +28,10 @@ def normalise(image):
 
 def preprocess_train(encoded, seed, params):
     """A random crop (at least ``train_crop_min_area``), resized, maybe flipped."""
-    crop = inputs.decode_and_random_crop(encoded, seed, params.train_crop_min_area)
+    crop, _ = images.decode_and_random_crop(encoded, seed, params.train_crop_min_area)
     image = tf.image.resize(crop, [params.image_size, params.image_size])
     if params.augment_flip:
-        image = inputs.random_flip(image, seed)
+        image, _ = images.random_flip(image, seed)
     return normalise(image)
 
 
@@ -36,7 +39,7 @@ def preprocess_eval(encoded, params):
     """The central crop (``eval_crop_fraction`` of the shorter edge), resized the way training
     resizes (an anti-aliased evaluation of images trained without it sees other statistics:
     fine textures such as stripes then evaluate at chance)."""
-    crop = inputs.decode_and_central_crop(encoded, params.eval_crop_fraction)
+    crop = images.decode_and_central_crop(encoded, params.eval_crop_fraction)
     image = tf.image.resize(crop, [params.image_size, params.image_size])
     return normalise(image)
 
@@ -45,13 +48,13 @@ def decode_batch(encoded, training, params, seed=None):
     """A batch of encoded images to float32 ``[batch, size, size, 3]``."""
     shape = (params.image_size, params.image_size, 3)
     if training:
-        return inputs.map_images(
+        return images.map_images(
             lambda image, image_seed: preprocess_train(image, image_seed, params),
             encoded,
             shape,
             seed,
         )
-    return inputs.map_images(lambda image: preprocess_eval(image, params), encoded, shape)
+    return images.map_images(lambda image: preprocess_eval(image, params), encoded, shape)
 
 
 def parse_and_decode(serialized, training, params, seed=None):
@@ -64,7 +67,7 @@ def parse_and_decode(serialized, training, params, seed=None):
 def input_fn(file_pattern, mode, params, input_context=None):
     """Batches of images and labels from interleaved TFRecord shards."""
     training = mode == ModeKeys.TRAIN
-    dataset = inputs.read_records(
+    dataset = pipeline.read_records(
         file_pattern,
         training,
         cycle_length=params.interleave_cycle_length,
@@ -75,37 +78,37 @@ def input_fn(file_pattern, mode, params, input_context=None):
     )
     global_batch = params.train_batch_size if training else params.eval_batch_size
     dataset = dataset.batch(
-        inputs.replica_batch_size(global_batch, input_context), drop_remainder=training
+        pipeline.replica_batch_size(global_batch, input_context), drop_remainder=training
     )
     if training:  # stateless augmentation, one seed per batch: the pipeline can be saved
-        dataset = tf.data.Dataset.zip(dataset, inputs.random_seeds(params.random_seed))
+        dataset = tf.data.Dataset.zip(dataset, pipeline.random_seeds(params.random_seed))
         dataset = dataset.map(
             lambda serialized, seed: parse_and_decode(serialized, True, params, seed),
-            num_parallel_calls=inputs.AUTOTUNE,
+            num_parallel_calls=pipeline.AUTOTUNE,
             deterministic=False,
         )
     else:
         dataset = dataset.map(
             lambda serialized: parse_and_decode(serialized, False, params),
-            num_parallel_calls=inputs.AUTOTUNE,
+            num_parallel_calls=pipeline.AUTOTUNE,
         )
-    return dataset.prefetch(inputs.AUTOTUNE)
+    return dataset.prefetch(pipeline.AUTOTUNE)
 
 
-def serving_fn(encoded_images, params):
-    """Features for a batch of encoded image bytes, as the exported model receives them."""
-    return {"image": decode_batch(encoded_images, False, params)}
+def serving_fn(inputs, params):
+    """Features for a batch of the exported model's inputs: encoded images (``image_bytes``,
+    the kit's ``serving.image_bytes_inputs``)."""
+    return {"image": decode_batch(inputs["image_bytes"], False, params)}
 
 
 def folder_input_fn(file_pattern, mode, params, input_context=None):
     """Images straight from ``<class>/<image>`` folders, e.g. ``dataset/train/*/*.jpg``.
 
     No conversion step, at the price of one file open per image. Labels are the class
-    folder's index in the labels file (``inputs.class_names``).
+    folder's index in ``class_names`` (the labels file's, filled in by ``prepare_fn``).
     """
     training = mode == ModeKeys.TRAIN
-    inputs.match_files(file_pattern)
-    names = inputs.class_names(params)
+    names = list(params.class_names)
     table = tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(names, tf.range(len(names), dtype=tf.int32)), -1
     )
@@ -122,11 +125,11 @@ def folder_input_fn(file_pattern, mode, params, input_context=None):
     dataset = tf.data.Dataset.list_files(file_pattern, shuffle=training, seed=params.random_seed)
     if training:
         dataset = dataset.repeat()
-    dataset = tf.data.Dataset.zip(dataset, inputs.random_seeds(params.random_seed))
-    dataset = dataset.map(load, num_parallel_calls=inputs.AUTOTUNE, deterministic=not training)
+    dataset = tf.data.Dataset.zip(dataset, pipeline.random_seeds(params.random_seed))
+    dataset = dataset.map(load, num_parallel_calls=pipeline.AUTOTUNE, deterministic=not training)
     global_batch = params.train_batch_size if training else params.eval_batch_size
-    batch_size = inputs.replica_batch_size(global_batch, input_context)
-    return dataset.batch(batch_size, drop_remainder=training).prefetch(inputs.AUTOTUNE)
+    batch_size = pipeline.replica_batch_size(global_batch, input_context)
+    return dataset.batch(batch_size, drop_remainder=training).prefetch(pipeline.AUTOTUNE)
 
 
 def stripes(image_size, seed):
@@ -160,6 +163,6 @@ def generator_input_fn(file_pattern, mode, params, input_context=None):
         dataset = dataset.take(4 * params.eval_batch_size)
     global_batch = params.train_batch_size if training else params.eval_batch_size
     dataset = dataset.batch(
-        inputs.replica_batch_size(global_batch, input_context), drop_remainder=training
+        pipeline.replica_batch_size(global_batch, input_context), drop_remainder=training
     )
-    return dataset.map(lambda image, label: ({"image": image}, label)).prefetch(inputs.AUTOTUNE)
+    return dataset.map(lambda image, label: ({"image": image}, label)).prefetch(pipeline.AUTOTUNE)

@@ -1,8 +1,12 @@
-"""``model_fn(params)``: a head on an encoder, both chosen by name in hyperparameters.yaml."""
+"""``model_fn(params)``: a head on an encoder, both chosen by name in hyperparameters.yaml;
+its metrics, predictions and the recorders of the image kit it uses."""
 
 import keras
 import tensorflow as tf
 
+from library.recorders.csv_logger import CSVLogger
+from library.vision.classes import class_names_of
+from library.vision.figures import ClassificationFigures, ImageSummaries
 from project import encoders, heads
 
 
@@ -23,10 +27,21 @@ def metrics_fn(params):
     return {"accuracy": keras.metrics.SparseCategoricalAccuracy(name="accuracy")}
 
 
-def predictions_fn(logits):
+def predictions_fn(logits, params):
     probabilities = tf.nn.softmax(tf.cast(logits, tf.float32))
-    return {
+    predictions = {
         "class": tf.argmax(probabilities, axis=-1, output_type=tf.int32),
         "probability": tf.reduce_max(probabilities, axis=-1),
         "probabilities": probabilities,
     }
+    names = class_names_of(predictions["class"], params)
+    if names is not None:
+        predictions["class_name"] = names
+    return predictions
+
+
+def callbacks_fn(params):
+    """What the run records beside the library's own: the image kit's figures (input
+    pictures and filters in TensorBoard; the best checkpoint's confusion matrix and sample
+    predictions) and a CSV of the evaluations (``metrics.csv``)."""
+    return [ImageSummaries(), ClassificationFigures(params, predictions_fn), CSVLogger()]

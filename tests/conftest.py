@@ -16,7 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 @pytest.fixture(scope="session")
 def stripes_records(tmp_path_factory):
     """Train (48) and eval (16) TFRecords of a two-class stripes tree, in 2 shards each."""
-    from library.convert import ConvertOptions, convert
+    from library.vision.convert import ConvertOptions, convert
 
     base = tmp_path_factory.mktemp("stripes")
     support.make_class_tree(str(base / "images" / "train"), per_class=24, seed=1)

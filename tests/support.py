@@ -52,6 +52,7 @@ def params(records=None, folder=None, config_set="default", **overrides):
         declarations.HYPERPARAMETERS,
         metrics=declarations.METRICS,
         check=declarations.check,
+        run_options=declarations.RUN_OPTIONS,
     )
     return resolved.replace(**{**paths(records, folder), **overrides})
 
@@ -65,16 +66,17 @@ def functions(**replaced):
 
 def estimator(run_params, records=48, **replaced):
     """The Estimator ``run.py`` builds for ``run_params``, with a plan for ``records``."""
-    from library import commands, schedule
+    from library.cli import modes
+    from library.engine import schedule
 
     plan = schedule.make_plan(run_params, records)
-    return commands.build_estimator(run_params, functions(**replaced), plan)
+    return modes.build_estimator(run_params, functions(**replaced), plan)
 
 
 def specs(run_params, max_steps, eval_files=None):
     """Train and eval specs of the test project's input_fn."""
-    from library.estimator import EvalSpec, TrainSpec
-    from library.modes import ModeKeys
+    from library.contract import ModeKeys
+    from library.engine.estimator import EvalSpec, TrainSpec
 
     input_fn = classifier.load_project()["input_fn"]
     train = TrainSpec(
@@ -103,7 +105,7 @@ def run_cli(*args: str, project=None) -> Result:
     traceback). The environment variable it may set for a subprocess-free run (oneDNN) is
     put back, so that it does not leak into later tests.
     """
-    from library import cli
+    from library.cli import main
 
     declared, load = project or (declarations, classifier.load_project)
     out, err = io.StringIO(), io.StringIO()
@@ -111,7 +113,7 @@ def run_cli(*args: str, project=None) -> Result:
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
-                status = cli.main(list(args), declared, load)
+                status = main(list(args), declared, load)
             except SystemExit as exit_:  # --help
                 status = exit_.code
     finally:

@@ -17,8 +17,8 @@ from support import (
     textured_image,
 )
 
-from library import checkpoints
 from library.config import CHANGES_FILE
+from library.outputs import checkpoints
 
 
 def wait_for_checkpoint(model_dir, process, timeout=120):

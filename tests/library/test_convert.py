@@ -11,7 +11,7 @@ from PIL import Image
 from support import Result, jpeg_bytes, make_class_tree, save, textured_image
 
 import convert_dataset
-from library import records
+from library.vision import records
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,10 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import keras
 import numpy as np
 from support import params as project_params
-from library import distribute, inputs, schedule, steps, summaries
-from library.estimator import Estimator, EvalSpec, TrainSpec, train_and_evaluate
+from library.data import pipeline as inputs
+from library.engine import distribute, schedule, steps
+from library.engine.estimator import Estimator, EvalSpec, TrainSpec, train_and_evaluate
+from library.recorders import metrics_log as summaries
 from projects.classifier import functions as model
 losses = model
 

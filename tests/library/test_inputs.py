@@ -9,8 +9,10 @@ import tensorflow as tf
 from projects.classifier import functions
 from support import jpeg_bytes, params, textured_image
 
-from library import inputs, records
-from library.modes import ModeKeys
+from library.contract import ModeKeys
+from library.data import diagnose, files, pipeline
+from library.data import records as data_records
+from library.vision import images, records, serving
 
 
 def params_for(records_dir, **overrides):
@@ -49,15 +51,15 @@ def test_records_without_filename_from_other_tools_parse():
 def test_central_crop_decodes_only_the_window_and_handles_png():
     image = textured_image(60, 40, seed=3)
     jpeg = tf.constant(jpeg_bytes(image))
-    crop = inputs.decode_and_central_crop(jpeg, fraction=1.0)
+    crop = images.decode_and_central_crop(jpeg, fraction=1.0)
     assert crop.shape == (40, 40, 3) and crop.dtype == tf.uint8  # the middle 40 of 60 columns
     png = tf.io.encode_png(np.asarray(image))
-    from_png = inputs.decode_and_central_crop(png, fraction=1.0)
+    from_png = images.decode_and_central_crop(png, fraction=1.0)
     np.testing.assert_allclose(
         from_png.numpy().astype(float), np.asarray(image)[:, 10:50].astype(float), atol=0.5
     )
     np.testing.assert_allclose(crop.numpy() / 255, from_png.numpy() / 255, atol=0.08)  # JPEG loss
-    half = inputs.decode_and_central_crop(jpeg, fraction=0.5)
+    half = images.decode_and_central_crop(jpeg, fraction=0.5)
     assert half.shape == (20, 20, 3)
 
 
@@ -65,12 +67,12 @@ def test_count_records_without_manifest_reads_the_shards(stripes_records, tmp_pa
     for name in os.listdir(stripes_records):
         if name.startswith("eval-"):
             shutil.copy(stripes_records / name, tmp_path / name)
-    assert inputs.count_records(str(tmp_path / "eval-*")) == 16
+    assert data_records.count_records(str(tmp_path / "eval-*")) == 16
 
 
 def test_missing_files_name_the_pattern(tmp_path):
-    with pytest.raises(inputs.InputError, match="nothing-here-\\*: no files match"):
-        inputs.read_records(str(tmp_path / "nothing-here-*"), training=True)
+    with pytest.raises(files.InputError, match="nothing-here-\\*: no files match"):
+        pipeline.read_records(str(tmp_path / "nothing-here-*"), training=True)
 
 
 @pytest.fixture
@@ -90,7 +92,7 @@ def test_truncated_shard_is_named_by_diagnose(truncated_copy):
     with pytest.raises(tf.errors.DataLossError):
         for _ in tf.data.TFRecordDataset(str(shard)):
             pass
-    message = inputs.diagnose(params.train_files, params)
+    message = diagnose.find_corrupt_shard(params.train_files)
     assert message.startswith(f"{shard}: corrupt or truncated shard after record")
     assert "skip_corrupt_records" in message
 
@@ -98,9 +100,9 @@ def test_truncated_shard_is_named_by_diagnose(truncated_copy):
 def test_skip_corrupt_records_reads_the_rest_and_reports_the_loss(truncated_copy):
     folder, shard = truncated_copy
     params = params_for(folder, skip_corrupt_records=True, eval_batch_size=100)
-    dataset = inputs.read_records(params.train_files, training=False, skip_corrupt=True)
+    dataset = pipeline.read_records(params.train_files, training=False, skip_corrupt=True)
     read = sum(1 for _ in dataset)
-    lines = inputs.report_lost_records(params.train_files)
+    lines = diagnose.report_lost_records(params.train_files)
     assert len(lines) == 1 and lines[0].startswith(str(shard))
     lost = int(lines[0].split("skipping ")[1].split(" of ")[0])
     assert read == 48 - lost and lost > 0
@@ -121,9 +123,13 @@ def test_undecodable_record_is_named_by_filename(tmp_path, stripes_records):
         writer.write(records.serialize_example(good, 0, "a", 20, 20, "a/good.jpg"))
         writer.write(records.serialize_example(b"\xff\xd8garbage", 1, "b", 20, 20, "b/broken.jpg"))
     params = params_for(stripes_records)
-    message = inputs.diagnose(path, params)
+    error = tf.errors.InvalidArgumentError(None, None, "Invalid JPEG data or crop window")
+    message = serving.find_undecodable_image(path, params, error)
     assert message == f"{path}: record 1 (b/broken.jpg) holds an image that does not decode"
-    assert inputs.diagnose(params.train_files, params) is None
+    assert serving.find_undecodable_image(params.train_files, params, error) is None
+    # An error that is not about decoding (a shape bug) scans nothing.
+    shape_bug = tf.errors.InvalidArgumentError(None, None, "Incompatible shapes: [8,2] vs [8,3]")
+    assert serving.find_undecodable_image(path, params, shape_bug) is None
 
 
 def test_each_worker_reads_its_share_of_the_files_or_of_the_records(stripes_records, capsys):
@@ -131,11 +137,11 @@ def test_each_worker_reads_its_share_of_the_files_or_of_the_records(stripes_reco
         got = []
         for worker in range(2):
             context = tf.distribute.InputContext(2, worker, 2)
-            records = inputs.read_records(pattern, training=False, input_context=context)
+            records = pipeline.read_records(pattern, training=False, input_context=context)
             got.append({r.numpy() for r in records})
         return got
 
-    everything = {r.numpy() for r in inputs.read_records(str(stripes_records / "eval-*"), False)}
+    everything = {r.numpy() for r in pipeline.read_records(str(stripes_records / "eval-*"), False)}
     by_file = shares(str(stripes_records / "eval-*"))  # two shards for two workers
     assert by_file[0] and by_file[1] and not by_file[0] & by_file[1]
     assert by_file[0] | by_file[1] == everything
@@ -144,4 +150,6 @@ def test_each_worker_reads_its_share_of_the_files_or_of_the_records(stripes_reco
     by_record = shares(one_file)  # fewer files than workers: records are split
     assert "1 files for 2 input pipelines" in capsys.readouterr().out
     assert by_record[0] and by_record[1] and not by_record[0] & by_record[1]
-    assert by_record[0] | by_record[1] == {r.numpy() for r in inputs.read_records(one_file, False)}
+    assert by_record[0] | by_record[1] == {
+        r.numpy() for r in pipeline.read_records(one_file, False)
+    }

@@ -16,9 +16,13 @@ from projects.classifier import RUN_PY, functions
 from support import argv, estimator, params, run_cli, scalars, specs
 from support import functions as contract_functions
 
-from library import checkpoints, commands, schedule, summaries
-from library.estimator import Estimator, train_and_evaluate
-from library.modes import ModeKeys
+from library.cli import modes as commands
+from library.contract import ModeKeys
+from library.engine import schedule
+from library.engine.estimator import Estimator, train_and_evaluate
+from library.outputs import best as best_checkpoint
+from library.outputs import checkpoints
+from library.recorders import metrics_log
 
 
 def read_json(path):
@@ -41,7 +45,7 @@ def test_stop_and_resume_reaches_the_exact_step(stripes_records, tmp_path, capsy
     assert "resuming from" in printed and "at step 5" in printed
     numbers = [n for n, _ in checkpoints.numbered_checkpoints(run_params.model_dir)]
     assert numbers[0] == 9
-    steps_logged = [r["step"] for r in summaries.read_metrics(run_params.model_dir)]
+    steps_logged = [r["step"] for r in metrics_log.read_metrics(run_params.model_dir)]
     assert steps_logged == [2, 4, 5, 6, 8, 9]  # chunks of 3 never run past an evaluation
     # What the run was told to leave out (best_saved_model, plots: false) is not written.
     assert os.path.exists(os.path.join(run_params.best_model_dir, "best.json"))
@@ -114,12 +118,12 @@ def test_restarted_run_keeps_a_better_earlier_best(stripes_records, tmp_path):
     kept = read_json(best_path)
     assert kept.pop("saved_model_step") == better["step"] == 1
     assert kept == {k: v for k, v in better.items() if k != "saved_model_step"}
-    evaluated = [r["eval_loss"] for r in summaries.read_metrics(run_params.model_dir)]
+    evaluated = [r["eval_loss"] for r in metrics_log.read_metrics(run_params.model_dir)]
     assert len(evaluated) == 3 and min(evaluated) > 1e-6
 
 
 def test_a_nonfinite_evaluation_never_becomes_the_best(tmp_path):
-    exporter = checkpoints.BestExporter(str(tmp_path / "best"), "loss", "min")
+    exporter = best_checkpoint.BestExporter(str(tmp_path / "best"), "loss", "min")
     weights = tf.Module()
     weights.v = tf.Variable(1.0)
     assert not exporter.maybe_export({"loss": float("nan")}, 1, 0.1, weights)
@@ -136,7 +140,7 @@ def test_a_nonfinite_evaluation_never_becomes_the_best(tmp_path):
 
 def test_the_best_saved_model_follows_the_best_through_new_bests_and_restarts(tmp_path):
     best_dir = tmp_path / "best"
-    exporter = checkpoints.BestExporter(str(best_dir), "loss", "min")
+    exporter = best_checkpoint.BestExporter(str(best_dir), "loss", "min")
     weights = tf.Module()
     weights.v = tf.Variable(1.0)
     exporter.maybe_export({"loss": 0.5}, 3, 0.3, weights)
@@ -159,7 +163,7 @@ def test_the_best_saved_model_follows_the_best_through_new_bests_and_restarts(tm
     best = read_json(best_dir / "best.json")
     assert (best["step"], best["saved_model_step"]) == (4, 3)
     # The run is killed here. At the next start the SavedModel is older than the best.
-    exporter = checkpoints.BestExporter(str(best_dir), "loss", "min")
+    exporter = best_checkpoint.BestExporter(str(best_dir), "loss", "min")
     assert exporter.export_saved_model(export_fn)
     assert float(tf.saved_model.load(str(best_dir / "saved_model")).v) == 2.0
     assert read_json(best_dir / "best.json")["saved_model_step"] == 4
@@ -191,7 +195,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(stripes_records, tmp_path
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"at step {killed_at} " in result.stdout and "resuming from" in result.stdout
     assert checkpoints.numbered_checkpoints(model_dir)[0][0] == killed_at + 5
-    assert [r["step"] for r in summaries.read_metrics(model_dir)] == [killed_at + 5]
+    assert [r["step"] for r in metrics_log.read_metrics(model_dir)] == [killed_at + 5]
 
 
 def _in_memory_input():

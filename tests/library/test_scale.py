@@ -117,7 +117,8 @@ def weights_of(output):
 
 
 def test_two_workers_train_as_one_and_resume_after_both_are_killed(stripes_records, tmp_path):
-    from library import checkpoints, summaries
+    from library.outputs import checkpoints
+    from library.recorders import metrics_log as summaries
 
     model_dir = str(tmp_path / "model")
     command = cluster_argv(
@@ -154,7 +155,7 @@ def test_two_workers_train_as_one_and_resume_after_both_are_killed(stripes_recor
 
 
 def test_a_worker_that_dies_stops_the_other_with_one_line(stripes_records, tmp_path):
-    from library import checkpoints
+    from library.outputs import checkpoints
 
     model_dir = str(tmp_path / "model")
     command = cluster_argv(
@@ -197,7 +198,7 @@ def servers(*commands):
         for argv, env, log in commands:
             processes.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "library.data_service", *argv],
+                    [sys.executable, "-m", "library.data.service", *argv],
                     stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env}, cwd=ROOT,
                 )
             )  # fmt: skip
@@ -209,7 +210,7 @@ def servers(*commands):
 
 
 def test_training_from_a_tf_data_service_dispatcher_and_worker(stripes_records, tmp_path):
-    from library import checkpoints
+    from library.outputs import checkpoints
 
     dispatcher_port, worker_port = free_ports(2)
     logs = [open(tmp_path / f"{name}.log", "w+") for name in ("dispatcher", "worker")]  # noqa: SIM115
@@ -244,7 +245,7 @@ def test_a_data_service_address_where_nothing_answers_is_one_line(stripes_record
     assert result.returncode == 2 and time.time() - started < 120
     line = one_line(result.stderr)
     assert line.startswith(f"run.py: error: data_service_address grpc://localhost:{port}: nothing")
-    assert "python -m library.data_service dispatcher" in line
+    assert "python -m library.data.service dispatcher" in line
     malformed = run_cli(*argv(None, None, "--data_service_address", "localhost"))
     assert malformed.returncode == 2
     assert "data_service_address must be grpc://HOST:PORT" in one_line(malformed.stderr)
@@ -258,8 +259,8 @@ def test_mixed_precision_trains_in_16_bits_and_restores_into_float32(
     import tensorflow as tf
     from projects.classifier import functions
 
-    from library import summaries
-    from library.estimator import train_and_evaluate
+    from library.engine.estimator import train_and_evaluate
+    from library.recorders import metrics_log as summaries
 
     built = []
 
@@ -296,7 +297,7 @@ def test_mixed_precision_trains_in_16_bits_and_restores_into_float32(
 
 
 def test_profile_steps_write_a_tensorboard_profile(stripes_records, tmp_path):
-    from library.estimator import train_and_evaluate
+    from library.engine.estimator import train_and_evaluate
 
     # With early stopping too (no improvement counts: it stops after the second evaluation),
     # which must still be able to stop the run.

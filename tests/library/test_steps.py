@@ -13,9 +13,11 @@ import tensorflow as tf
 from projects.classifier import functions
 from support import argv, estimator, one_line, params, run_cli, scalars, specs
 
-from library import distribute, plots, progress, schedule, steps, summaries
-from library.estimator import DivergedError, train_and_evaluate
-from library.evaluator import Evaluator
+from library.engine import distribute, progress, schedule, steps
+from library.engine.estimator import DivergedError, train_and_evaluate
+from library.engine.evaluator import Evaluator
+from library.recorders import metrics_log, plots, summaries
+from library.vision import figures
 
 
 def plan_for(train_steps, steps_per_epoch=10):
@@ -241,7 +243,7 @@ def test_a_short_run_on_small_data_classifies_what_it_learned(stripes_records, t
     assert run_params.batch_norm_refresh_batches > 0
     train, on_training_images = specs(run_params, 40, eval_files=run_params.train_files)
     train_and_evaluate(estimator(run_params), train, on_training_images)
-    (last,) = summaries.read_metrics(run_params.model_dir)
+    (last,) = metrics_log.read_metrics(run_params.model_dir)
     assert last["train_loss"] < 0.3, last  # it learned...
     assert last["eval_accuracy"] >= 0.9, last  # ...and evaluation says so
     # In inference mode, on central crops of the same images, the loss is no worse than
@@ -335,7 +337,7 @@ def test_sample_predictions_mark_the_wrong_ones_in_red(tmp_path):
     labels = np.arange(24) % 3
 
     def red_pixels(predicted, name):
-        path = plots.plot_sample_predictions(
+        path = figures.plot_sample_predictions(
             grey, labels, predicted, np.ones(24), ["a", "b", "c"], str(tmp_path / name)
         )
         pixels = np.asarray(Image.open(path).convert("RGB")).astype(int)

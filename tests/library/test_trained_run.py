@@ -11,8 +11,9 @@ import tensorflow as tf
 from projects.classifier import functions
 from support import event_tags, jpeg_bytes, one_line, run_cli, textured_image
 
-from library import checkpoints, summaries
 from library.config import CHANGES_FILE, load_sets
+from library.outputs import checkpoints
+from library.recorders import metrics_log
 
 
 def read_json(path):
@@ -26,7 +27,7 @@ def test_a_run_leaves_outputs_that_agree(trained):
     # Checkpoints at each evaluation (4 steps, eval every 2).
     assert [n for n, _ in checkpoints.numbered_checkpoints(model_dir)] == [4, 2]
     # metrics.jsonl and best.json agree on the best evaluation.
-    records = summaries.read_metrics(model_dir)
+    records = metrics_log.read_metrics(model_dir)
     assert [r["step"] for r in records] == [2, 4]
     assert all({"epoch", "train_loss", "eval_loss", "eval_accuracy"} <= set(r) for r in records)
     best = read_json(os.path.join(best_dir, "best.json"))
@@ -80,7 +81,7 @@ def test_evaluate_predict_and_export_modes(trained, tmp_path):
     assert evaluated.returncode == 0, evaluated.stderr
     # The best checkpoint (in best_model_dir), evaluated on the same data as during training.
     best = read_json(os.path.join(trained.best_dir, "best.json"))
-    row = next(r for r in summaries.read_metrics(trained.model_dir) if r["step"] == best["step"])
+    row = next(r for r in metrics_log.read_metrics(trained.model_dir) if r["step"] == best["step"])
     eval_files = trained.params().eval_files
     prefix = os.path.join(trained.best_dir, best["checkpoint"])
     assert f"evaluated {prefix} on {eval_files}" in evaluated.stdout
@@ -98,15 +99,19 @@ def test_evaluate_predict_and_export_modes(trained, tmp_path):
     shutil.copytree(trained.model_dir, copy)
     predicted = run_cli(*argv, "--model_dir", str(copy), "--mode", "predict", "--predict_files", str(images / "*.jpg"))  # fmt: skip
     assert predicted.returncode == 0, predicted.stderr
-    assert f"predicting 3 images with {copy}/ckpt-4" in predicted.stdout
+    assert f"predicting 3 examples with {copy}/ckpt-4" in predicted.stdout
     with open(copy / "predictions.csv", encoding="utf-8") as stream:
         rows = list(csv.DictReader(stream))
+    # Every key predictions_fn returns: scalars as columns, vectors as JSON lists.
+    assert list(rows[0]) == ["file", "class", "probability", "probabilities", "class_name"]
+    assert all(len(json.loads(r["probabilities"])) == 2 for r in rows)
     printed = {
         os.path.basename(r["file"]): (r["class_name"], float(r["probability"])) for r in rows
     }
     assert sorted(printed) == ["0.jpg", "1.jpg", "2.jpg"]
-    for name, (class_name, probability) in printed.items():
-        assert f"{name}: {class_name} ({probability:.3f})" in predicted.stdout
+    for r in rows:
+        line = f"{r['file']}: class {r['class']}, probability {float(r['probability']):.3f}, class_name {r['class_name']}"  # fmt: skip
+        assert line in predicted.stdout
     # What the latest weights say about the same images, computed here by hand.
     params = trained.params(num_classes=2)
     net = functions.model_fn(params)
@@ -147,7 +152,7 @@ def test_predict_skips_a_bad_image_and_writes_a_csv(trained_copy, tmp_path):
     assert result.stderr.strip().splitlines() == [
         f"skipped {folder / 'truncated.jpg'}: cannot decode: truncated (the file ends before the image does)"
     ]
-    assert "predicting 4 images with model/ckpt-4" in result.stdout
+    assert "predicting 4 examples with model/ckpt-4" in result.stdout
     with open("model/predictions.csv", encoding="utf-8") as stream:
         rows = list(csv.DictReader(stream))
     assert sorted(os.path.basename(r["file"]) for r in rows) == [
@@ -177,15 +182,15 @@ def test_a_refused_resume_leaves_the_saved_configuration_untouched(trained_copy)
 
 def test_a_kill_between_a_checkpoint_and_its_evaluation_is_made_good(trained_copy):
     # As if killed after saving ckpt-4 and before evaluating it: no row for step 4 yet.
-    rows = summaries.read_metrics("model")
+    rows = metrics_log.read_metrics("model")
     assert [r["step"] for r in rows] == [2, 4]
-    with open(os.path.join("model", summaries.METRICS_FILE), "w") as stream:
+    with open(os.path.join("model", metrics_log.METRICS_FILE), "w") as stream:
         stream.write(json.dumps(rows[0]) + "\n")
     result = run_cli(*trained_copy.argv)
     assert result.returncode == 0, result.stderr
     assert "step 4 was saved but never evaluated" in result.stdout
     assert "already trained to step 4" in result.stdout
-    again = summaries.read_metrics("model")
+    again = metrics_log.read_metrics("model")
     assert [r["step"] for r in again] == [2, 4]  # every evaluation step, exactly once
     assert again[1]["eval_loss"] == pytest.approx(rows[1]["eval_loss"], rel=1e-5)
     assert again[1]["train_loss"] == pytest.approx(rows[1]["train_loss"], rel=1e-5)
@@ -226,4 +231,4 @@ def test_a_resume_from_an_older_checkpoint_evaluates_what_follows_it_once(traine
     assert result.returncode == 0, result.stderr
     assert "skipping checkpoint model/ckpt-4" in result.stdout
     assert "at step 2" in result.stdout
-    assert [r["step"] for r in summaries.read_metrics("model")] == [2, 4]
+    assert [r["step"] for r in metrics_log.read_metrics("model")] == [2, 4]

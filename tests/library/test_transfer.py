@@ -9,7 +9,10 @@ import tensorflow as tf
 from projects.classifier import functions, hyperparameters
 from support import argv, one_line, params, run_cli
 
-from library import cli, hub, steps, transfer
+from library.cli import command_line as cli
+from library.engine import steps
+from library.transfer import hub, warm_start
+from library.transfer import names as transfer
 
 IMAGES = {"image": tf.random.uniform([8, 16, 16, 3], seed=7)}
 LABELS = tf.constant([0, 1] * 4)
@@ -104,7 +107,7 @@ def test_a_checkpoint_holds_the_fine_tuned_module(module_path, tmp_path):
         np.testing.assert_array_equal(hub_values(fresh)[path], value, err_msg=path)
     # A new run can warm start from it by name, the module's variables included.
     warm = functions.model_fn(run_params)
-    transfer.warm_start(warm, prefix, say=lambda line: None)
+    warm_start.warm_start(warm, prefix, say=lambda line: None)
     for path, value in hub_values(trained).items():
         np.testing.assert_array_equal(hub_values(warm)[path], value, err_msg=path)
 
@@ -155,9 +158,9 @@ def test_warm_start_from_a_tf1_checkpoint_through_a_name_map(tmp_path):
     lines = []
     first = net.variables[0].numpy().copy()  # conv2d/kernel: found in the source
     with pytest.raises(transfer.TransferError, match=r"logits/kernel .*not in .*name_map"):
-        transfer.warm_start(net, prefix, say=lines.append)
+        warm_start.warm_start(net, prefix, say=lines.append)
     np.testing.assert_array_equal(net.variables[0].numpy(), first)  # nothing assigned on failure
-    count = transfer.warm_start(net, prefix, ".*", {"^logits/": "dense/"}, lines.append)
+    count = warm_start.warm_start(net, prefix, ".*", {"^logits/": "dense/"}, lines.append)
     assert count == len(values) == len(net.variables) - 1  # dropout's random state aside
     for name, variable in zip(transfer.variable_names(net), net.variables, strict=True):
         if transfer.is_weight(name):
@@ -168,8 +171,8 @@ def test_warm_start_from_a_tf1_checkpoint_through_a_name_map(tmp_path):
     # A selection takes only what it names; a different shape is an error naming it.
     other = functions.model_fn(run_params.replace(num_classes=3))
     with pytest.raises(transfer.TransferError, match=r"logits/kernel has shape \[8, 3\]"):
-        transfer.warm_start(other, prefix, ".*", {"^logits/": "dense/"}, lines.append)
-    assert transfer.warm_start(other, prefix, "^(?!logits/)", {}, lines.append) == count - 2
+        warm_start.warm_start(other, prefix, ".*", {"^logits/": "dense/"}, lines.append)
+    assert warm_start.warm_start(other, prefix, "^(?!logits/)", {}, lines.append) == count - 2
 
 
 def test_warm_start_from_this_projects_checkpoint_and_a_saved_model(tmp_path):
@@ -179,18 +182,18 @@ def test_warm_start_from_this_projects_checkpoint_and_a_saved_model(tmp_path):
         variable.assign(tf.random.normal(variable.shape, seed=3))
     tf.train.Checkpoint(model=source).save(str(tmp_path / "ours" / "ckpt"))
     target = functions.model_fn(run_params)  # built later: its raw names carry other counters
-    transfer.warm_start(target, str(tmp_path / "ours"), say=lambda line: None)
+    warm_start.warm_start(target, str(tmp_path / "ours"), say=lambda line: None)
     for ours, theirs in zip(target.variables, source.variables, strict=True):
         if "seed_generator" not in ours.path:
             np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
     encoder_dir = str(tmp_path / "encoder")
     hub.export_module(hub.encoder_of(source, "features"), encoder_dir)
     fresh = functions.model_fn(run_params)
-    taken = transfer.warm_start(fresh, encoder_dir, "^(?!logits/)", say=lambda line: None)
+    taken = warm_start.warm_start(fresh, encoder_dir, "^(?!logits/)", say=lambda line: None)
     assert taken == len(fresh.variables) - 3  # logits and dropout's random state aside
     np.testing.assert_array_equal(fresh.variables[0].numpy(), source.variables[0].numpy())
     with pytest.raises(transfer.TransferError, match="no such checkpoint"):
-        transfer.warm_start(fresh, str(tmp_path / "missing" / "ckpt"))
+        warm_start.warm_start(fresh, str(tmp_path / "missing" / "ckpt"))
 
 
 def test_lr_mult_zero_freezes_and_a_tenth_moves_a_tenth_as_far():
@@ -201,7 +204,7 @@ def test_lr_mult_zero_freezes_and_a_tenth_moves_a_tenth_as_far():
     def moved(lr_mult, count):
         net = functions.model_fn(run_params)
         net.set_weights(reference.get_weights())
-        variables, scales = transfer.update_scales(net, lr_mult, lines.append)
+        variables, scales = warm_start.update_scales(net, lr_mult, lines.append)
         names = transfer.variable_names(net)
         before = {n: v.numpy().copy() for n, v in zip(names, net.variables, strict=True)}
         train(net, run_params, count, variables, scales)
@@ -212,12 +215,12 @@ def test_lr_mult_zero_freezes_and_a_tenth_moves_a_tenth_as_far():
     assert not np.any(scaled["conv2d/kernel"]) and np.any(plain["conv2d/kernel"])
     np.testing.assert_allclose(scaled["logits/kernel"], 0.1 * plain["logits/kernel"], rtol=1e-4, atol=1e-9)  # fmt: skip
     assert "lr_mult '^conv2d/': x0 on 1 variables (216 parameters)" in lines
-    frozen_out, _ = transfer.update_scales(reference, {"^conv2d/": 0.0}, lines.append)
+    frozen_out, _ = warm_start.update_scales(reference, {"^conv2d/": 0.0}, lines.append)
     assert reference.variables[0].path not in {v.path for v in frozen_out}  # conv2d/kernel
     several = moved({"^conv2d/": 0.0}, 4)
     assert not np.any(several["conv2d/kernel"])  # bit-identical after several steps
     with pytest.raises(transfer.TransferError, match="matches no trainable variable"):
-        transfer.update_scales(reference, {"^encoder/": 0.5})
+        warm_start.update_scales(reference, {"^encoder/": 0.5})
 
 
 def test_inspect_lists_names_shapes_and_dtypes(tmp_path):
@@ -283,7 +286,7 @@ def test_a_fine_tuned_module_is_exported_whole_and_a_switch_to_frozen_is_refused
     assert os.path.exists(os.path.join(tmp_path, "best", "saved_model", "saved_model.pb"))
     switched = run_cli(*hub_run, "--train_steps", "6", "--fine_tuning", "false")
     assert switched.returncode == 2, switched.stderr
-    assert "fine_tuning or the model changed" in one_line(switched.stderr)
+    assert "what trains changed (a part frozen or unfrozen" in one_line(switched.stderr)
     resumed = run_cli(*hub_run, "--train_steps", "6")
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming from" in resumed.stdout and "at step 4" in resumed.stdout

@@ -10,9 +10,12 @@ import numpy as np
 import pytest
 from support import argv, declarations, estimator, params, run_cli, start_process
 
-from library import checkpoints, evaluator, schedule, summaries, sweep
 from library.config import ConfigError, Schema
-from library.patience import Patience
+from library.engine import evaluator, schedule
+from library.outputs import checkpoints
+from library.recorders import metrics_log
+from library.recorders.patience import Patience
+from library.search import sweep
 
 
 def test_continuous_evaluation_beside_training_evaluates_each_checkpoint_once(
@@ -28,12 +31,12 @@ def test_continuous_evaluation_beside_training_evaluates_each_checkpoint_once(
     first = start_process(*evaluator_argv)
     try:
         deadline = time.time() + 120
-        while time.time() < deadline and not summaries.read_metrics(str(model_dir)):
+        while time.time() < deadline and not metrics_log.read_metrics(str(model_dir)):
             assert first.poll() is None, first.communicate()
             time.sleep(0.1)
         first.kill()  # killed after its first evaluation, as a preempted evaluator would be
         first.wait()
-        evaluated_before = [r["step"] for r in summaries.read_metrics(str(model_dir))]
+        evaluated_before = [r["step"] for r in metrics_log.read_metrics(str(model_dir))]
         assert evaluated_before and evaluated_before[0] == 3
         second = run_cli(*evaluator_argv)  # started again, here
         out, err = trainer.communicate(timeout=240)
@@ -44,7 +47,7 @@ def test_continuous_evaluation_beside_training_evaluates_each_checkpoint_once(
     assert trainer.returncode == 0, err
     assert second.returncode == 0, second.stderr
     assert "evaluated the checkpoint of the final step 24: done" in second.stdout
-    rows = summaries.read_metrics(str(model_dir))
+    rows = metrics_log.read_metrics(str(model_dir))
     assert [r["step"] for r in rows] == [3, 6, 9, 12, 15, 18, 21, 24]  # each once, in order
     assert all(r["train_loss"] is not None and r["learning_rate"] > 0 for r in rows)
     # One owner per file: the trainer wrote no evaluation, the evaluator no training log.
@@ -122,7 +125,7 @@ def test_plateau_and_early_stopping_replay_from_metrics_and_survive_a_kill(
     first = run_cli(*command)
     assert first.returncode == 0, first.stderr
     assert "early stopping at step 4" in first.stdout
-    rows = summaries.read_metrics(run_params.model_dir)
+    rows = metrics_log.read_metrics(run_params.model_dir)
     assert [r["step"] for r in rows] == [1, 2, 3, 4]  # stopped after the 4th evaluation
     base = rows[0]["learning_rate"]
     # The rate in force before each evaluation: x0.5 after each one from the second on.
@@ -138,13 +141,13 @@ def test_plateau_and_early_stopping_replay_from_metrics_and_survive_a_kill(
     # Started again: nothing more to train, and it says why.
     again = run_cli(*command)
     assert again.returncode == 0 and "early stopping at step 4" in again.stdout
-    assert [r["step"] for r in summaries.read_metrics(run_params.model_dir)] == [1, 2, 3, 4]
+    assert [r["step"] for r in metrics_log.read_metrics(run_params.model_dir)] == [1, 2, 3, 4]
     # Killed between the checkpoint of step 4 and its evaluation: the resume makes it good.
-    with open(os.path.join(run_params.model_dir, summaries.METRICS_FILE), "w") as stream:
+    with open(os.path.join(run_params.model_dir, metrics_log.METRICS_FILE), "w") as stream:
         stream.writelines(json.dumps(r) + "\n" for r in rows[:3])
     made_good = run_cli(*command)
     assert made_good.returncode == 0 and "early stopping at step 4" in made_good.stdout
-    again = summaries.read_metrics(run_params.model_dir)
+    again = metrics_log.read_metrics(run_params.model_dir)
     assert [r["step"] for r in again] == [1, 2, 3, 4]
     np.testing.assert_allclose(
         [r["learning_rate"] for r in again], [r["learning_rate"] for r in rows]

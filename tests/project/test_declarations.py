@@ -14,13 +14,16 @@ import pytest
 import tensorflow as tf
 from support import ROOT
 
-from library import config, hub, schedule, steps
-from library.contract import Functions
-from library.evaluator import Evaluator
-from library.modes import ModeKeys
+import run
+from library import config
+from library.config.reference import markdown_reference
+from library.contract import Functions, ModeKeys
+from library.engine import schedule, steps
+from library.engine.evaluator import Evaluator
+from library.transfer import hub
 from project import encoders, heads, hyperparameters, inputs, losses, model, optimizers
 
-SCHEMA = config.Schema(hyperparameters.HYPERPARAMETERS)
+SCHEMA = config.Schema(hyperparameters.HYPERPARAMETERS, hyperparameters.RUN_OPTIONS)
 PROJECT_FILE = os.path.join(ROOT, "project.yaml")
 IMAGE_SIZE = 16  # small, and what every encoder of an image project must take
 
@@ -30,19 +33,13 @@ def choices(key):
 
 
 def project_params(**overrides):
-    return config.default_params(hyperparameters.HYPERPARAMETERS, **overrides)
+    return config.default_params(
+        hyperparameters.HYPERPARAMETERS, hyperparameters.RUN_OPTIONS, **overrides
+    )
 
 
 def functions():
-    return Functions(
-        model.model_fn,
-        losses.loss_fn,
-        optimizers.optimizer_fn,
-        inputs.input_fn,
-        model.metrics_fn,
-        model.predictions_fn,
-        inputs.serving_fn,
-    )
+    return Functions.from_mapping(run.load_project())
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +94,9 @@ def test_the_choices_are_the_functions_the_project_provides():
 def test_every_metric_best_metric_may_name_is_an_evaluation_result(metric, stripes_records):
     params = project_params(
         train_files=str(stripes_records / "train-*.tfrecord"), image_size=IMAGE_SIZE,
-        num_classes=2, eval_batch_size=8,
+        eval_batch_size=8,
     )  # fmt: skip
+    params = functions().prepare_fn(params)  # the classes of the records' labels file
     evaluator = Evaluator(functions(), params, tf.distribute.get_strategy())
     pattern = str(stripes_records / "eval-*.tfrecord")
     results = evaluator.evaluate(
@@ -110,6 +108,7 @@ def test_every_metric_best_metric_may_name_is_an_evaluation_result(metric, strip
         ["--project_file", PROJECT_FILE, "--best_metric", metric],
         hyperparameters.HYPERPARAMETERS,
         metrics=hyperparameters.METRICS,
+        run_options=hyperparameters.RUN_OPTIONS,
     )
     assert picked.best_metric == metric
 
@@ -120,6 +119,7 @@ def resolve(*argv):
         hyperparameters.HYPERPARAMETERS,
         metrics=hyperparameters.METRICS,
         check=hyperparameters.check,
+        run_options=hyperparameters.RUN_OPTIONS,
     )
     return params
 
@@ -165,8 +165,9 @@ def test_every_hyperparameter_is_read_by_the_project():
 
 
 def test_the_configuration_reference_is_current():
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as stream:
+    with open(os.path.join(ROOT, "docs", "configuration.md"), encoding="utf-8") as stream:
         readme = stream.read()
-    assert config.markdown_reference(hyperparameters.HYPERPARAMETERS) in readme, (
-        "README.md's configuration reference is stale: regenerate it with `make docs`"
+    reference = markdown_reference(hyperparameters.HYPERPARAMETERS, hyperparameters.RUN_OPTIONS)
+    assert reference in readme, (
+        "docs/configuration.md's reference is stale: regenerate it with `make docs`"
     )

@@ -6,14 +6,19 @@ import pytest
 import tensorflow as tf
 from support import jpeg_bytes, make_class_tree, textured_image
 
-from library import config, inputs, schedule
-from library.modes import ModeKeys
+from library import config
+from library.contract import ModeKeys
+from library.data.records import count_records
+from library.engine import schedule
+from library.vision.classes import prepare
 from project import custom_ops, hyperparameters, model, optimizers
 from project import inputs as project_inputs
 
 
 def project_params(**overrides):
-    return config.default_params(hyperparameters.HYPERPARAMETERS, **overrides)
+    return config.default_params(
+        hyperparameters.HYPERPARAMETERS, hyperparameters.RUN_OPTIONS, **overrides
+    )
 
 
 def params_for(records_dir, **overrides):
@@ -130,7 +135,7 @@ def test_eval_input_fn_reads_every_record_once_with_its_label(stripes_records):
     for features, batch_labels in dataset:
         names += [n.decode() for n in features["filename"].numpy()]
         labels += batch_labels.numpy().tolist()
-    assert len(names) == len(set(names)) == inputs.count_records(params.eval_files) == 16
+    assert len(names) == len(set(names)) == count_records(params.eval_files) == 16
     for name, label in zip(names, labels, strict=True):
         assert label == (0 if name.startswith("horizontal/") else 1)
 
@@ -141,6 +146,7 @@ def test_folder_input_fn_reads_images_without_conversion(tmp_path, stripes_recor
     params = params_for(
         stripes_records, labels_file=str(tmp_path / "labels.txt"), eval_batch_size=6
     )
+    params = prepare(params)  # run.py's prepare_fn: the classes of the labels file
     dataset = project_inputs.folder_input_fn(str(tmp_path / "img/*/*.jpg"), ModeKeys.EVAL, params)
     features, labels = next(iter(dataset))
     assert features["image"].shape == (6, 24, 24, 3)
@@ -159,7 +165,7 @@ def test_generator_input_fn_yields_python_made_batches():
 
 
 def test_resnet_preactivation_blocks_train_a_step():
-    from library import steps
+    from library.engine import steps
     from project import losses
 
     params = project_params(

@@ -1,4 +1,5 @@
-"""A tiny image classifier: one convolution block on TFRecords of the library's converter.
+"""A tiny image classifier: one convolution block on TFRecords of the image kit's converter,
+using the kit through the contract's doors as the shipped project does.
 
 What ``run.py`` is to the scaffold, this package is to the library's tests: its declarations
 (``hyperparameters``), its functions (``load_project``) and its YAML sets (``PROJECT_FILE``).
@@ -14,6 +15,7 @@ RUN_PY = os.path.join(FOLDER, "run.py")
 
 def load_project() -> dict:
     """The functions by contract name, as ``run.py`` wires them (imported late)."""
+    from library.vision import classes, serving
     from projects.classifier import functions
 
     return {
@@ -23,5 +25,10 @@ def load_project() -> dict:
         "optimizer_fn": functions.optimizer_fn,
         "metrics_fn": functions.metrics_fn,
         "predictions_fn": functions.predictions_fn,
+        "serving_inputs": serving.image_bytes_inputs,
         "serving_fn": functions.serving_fn,
+        "predict_reader": serving.read_image_file,
+        "callbacks_fn": functions.callbacks_fn,
+        "prepare_fn": classes.prepare,
+        "diagnose_fn": serving.find_undecodable_image,
     }

@@ -3,9 +3,12 @@
 import keras
 import tensorflow as tf
 
-from library import inputs, records
-from library.hub import HubModule
-from library.modes import ModeKeys
+from library.contract import ModeKeys
+from library.data import pipeline
+from library.transfer.hub import HubModule
+from library.vision import images, records
+from library.vision.classes import class_names_of
+from library.vision.figures import ClassificationFigures, ImageSummaries
 
 
 def decode(encoded, params, seed=None):
@@ -16,20 +19,18 @@ def decode(encoded, params, seed=None):
     def resize(image):
         return tf.image.resize(image, [size, size]) / 255.0
 
+    def train(image, seed):
+        crop, _ = images.decode_and_random_crop(image, seed, 0.5)
+        flipped, _ = images.random_flip(resize(crop), seed)
+        return flipped
+
     if seed is None:
-        return inputs.map_images(
-            lambda image: resize(inputs.decode_and_central_crop(image, 1.0)),
+        return images.map_images(
+            lambda image: resize(images.decode_and_central_crop(image, 1.0)),
             encoded,
             (size, size, 3),
         )
-    return inputs.map_images(
-        lambda image, s: inputs.random_flip(
-            resize(inputs.decode_and_random_crop(image, s, 0.5)), s
-        ),
-        encoded,
-        (size, size, 3),
-        seed,
-    )
+    return images.map_images(train, encoded, (size, size, 3), seed)
 
 
 def parse(serialized, params, seed=None):
@@ -40,7 +41,7 @@ def parse(serialized, params, seed=None):
 
 def input_fn(file_pattern, mode, params, input_context=None):
     training = mode == ModeKeys.TRAIN
-    dataset = inputs.read_records(
+    dataset = pipeline.read_records(
         file_pattern,
         training,
         cycle_length=params.interleave_cycle_length,
@@ -51,18 +52,18 @@ def input_fn(file_pattern, mode, params, input_context=None):
     )
     batch = params.train_batch_size if training else params.eval_batch_size
     dataset = dataset.batch(
-        inputs.replica_batch_size(batch, input_context), drop_remainder=training
+        pipeline.replica_batch_size(batch, input_context), drop_remainder=training
     )
     if training:
-        dataset = tf.data.Dataset.zip(dataset, inputs.random_seeds(params.random_seed))
+        dataset = tf.data.Dataset.zip(dataset, pipeline.random_seeds(params.random_seed))
         dataset = dataset.map(lambda s, seed: parse(s, params, seed), num_parallel_calls=2)
     else:
         dataset = dataset.map(lambda s: parse(s, params), num_parallel_calls=2)
-    return dataset.prefetch(inputs.AUTOTUNE)
+    return dataset.prefetch(pipeline.AUTOTUNE)
 
 
-def serving_fn(encoded_images, params):
-    return {"image": decode(encoded_images, params)}
+def serving_fn(inputs, params):
+    return {"image": decode(inputs["image_bytes"], params)}
 
 
 def conv(images, params):
@@ -102,10 +103,21 @@ def metrics_fn(params):
     return {"accuracy": keras.metrics.SparseCategoricalAccuracy(name="accuracy")}
 
 
-def predictions_fn(logits):
+def predictions_fn(logits, params):
     probabilities = tf.nn.softmax(tf.cast(logits, tf.float32))
-    return {
+    predictions = {
         "class": tf.argmax(probabilities, axis=-1, output_type=tf.int32),
         "probability": tf.reduce_max(probabilities, axis=-1),
         "probabilities": probabilities,
     }
+    names = class_names_of(predictions["class"], params)
+    if names is not None:
+        predictions["class_name"] = names
+    return predictions
+
+
+def callbacks_fn(params):
+    """The image kit's figures, when the run draws figures (plots: true)."""
+    if not params.plots:
+        return []
+    return [ImageSummaries(), ClassificationFigures(params, predictions_fn)]

@@ -1,7 +1,9 @@
 """The tiny classifier's hyperparameters (no TensorFlow: read before it loads)."""
 
 from library.config import Field
+from library.vision import options as image_kit
 
+RUN_OPTIONS = image_kit.RUN_OPTIONS
 ENCODERS = ("conv", "hub")
 METRICS = ("accuracy",)
 
@@ -11,7 +13,7 @@ HYPERPARAMETERS = (
     Field("hub_handle", str, "", "encoder hub: a reusable SavedModel folder"),
     Field("fine_tuning", bool, True, "encoder hub: train the module"),
     Field("image_size", int, 16, "side of the network input", interval="[8, inf)"),
-    Field("num_classes", int, 0, "classes; 0: the lines of the labels file", interval="[0, inf)"),
+    *image_kit.HYPERPARAMETERS,
     Field("dropout_rate", float, 0.0, "dropout before the logits", interval="[0, 1)"),
     Field("learning_rate", float, 3e-3, "Adam's learning rate", interval="[0, inf)"),
     Field(

@@ -1,0 +1,135 @@
+"""run.py's entry: resolve the configuration first (no TensorFlow yet), then run the mode."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from types import ModuleType
+
+from library.config import TRAINING_MODES, ConfigError, resolve, to_yaml
+from library.search.sweep import parse_sweep
+
+ProjectLoader = Callable[[], Mapping[str, Callable]]
+
+
+def main(
+    argv: Sequence[str],
+    declarations: ModuleType,
+    load_project: ProjectLoader,
+    prog: str = "run.py",
+) -> int:
+    """Runs one mode of ``run.py``; returns the exit status.
+
+    Args:
+        argv: command-line arguments without the program name.
+        declarations: what the project declares before TensorFlow loads
+            (``project/hyperparameters.py``): ``HYPERPARAMETERS`` (the schema of
+            hyperparameters.yaml), ``METRICS`` (the names metrics_fn returns) and optionally
+            ``check(params)``, its rules that tie keys together, and ``RUN_OPTIONS``, keys of
+            project.yaml it declares besides the library's.
+        load_project: returns the project's functions by contract name
+            (``library/contract.py``); called only after the configuration is valid, so
+            that ``--help`` and configuration errors do not wait for TensorFlow.
+            ``declarations.onednn_off(params)``, when present, says whether training must
+            run without oneDNN (``onednn: auto``).
+        prog: program name for messages.
+    """
+    try:
+        params, args = resolve(
+            argv,
+            declarations.HYPERPARAMETERS,
+            prog,
+            metrics=getattr(declarations, "METRICS", ()),
+            check=getattr(declarations, "check", None),
+            run_options=getattr(declarations, "RUN_OPTIONS", ()),
+        )
+    except ConfigError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        sys.stdout.write(to_yaml(params))
+        return 0
+    sweep = None
+    if args.sweep:
+        try:
+            sweep = parse_sweep(args.sweep, params.schema)
+        except ConfigError as error:
+            print(f"{prog}: error: {error}", file=sys.stderr)
+            return 2
+        if args.mode != "train_and_evaluate":
+            print(f"{prog}: error: --sweep trains and evaluates: drop --mode", file=sys.stderr)
+            return 2
+    if importlib.util.find_spec("tensorflow") is None:
+        print(
+            f"{prog}: error: TensorFlow is not installed for {sys.executable}; use the "
+            f"project's environment: .venv/bin/python {prog} ... (make requirements creates it)",
+            file=sys.stderr,
+        )
+        return 2
+    if args.mode in TRAINING_MODES:  # what trains is worth reading in full; a lookup is not
+        print(
+            f"{prog}: mode {args.mode}, config set {params.config_set!r}, "
+            f"hyperparameter set {params.hyperparameter_set!r}"
+        )
+        print(to_yaml(params), end="")
+        print(f"{prog}: output folder {os.path.abspath(params.model_dir)}", flush=True)
+    else:
+        print(
+            f"{prog}: mode {args.mode}, config set {params.config_set!r}, "
+            f"checkpoint {params.checkpoint!r}",
+            flush=True,
+        )
+
+    if args.mode in TRAINING_MODES:
+        runs = [params]
+        if sweep is not None:  # one process trains every value: any value at risk decides
+            key, values = sweep[0], sweep[1]
+            runs = [params.replace(**{key: value}) for value in values]
+        _choose_onednn(runs, getattr(declarations, "onednn_off", None), prog)
+    from library.cli.quiet import import_tensorflow
+
+    # Deferred until the configuration is valid: it takes seconds.
+    import_tensorflow(probe_devices=params.distribution != "multi_worker")
+    from library.cli import modes
+
+    try:
+        if sweep is not None:
+            return modes.run_sweep(params, load_project(), *sweep, sweep_all=args.sweep_all)
+        return modes.run_mode(args.mode, params, load_project())
+    except modes.UsageError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            f"\n{prog}: interrupted; the same command resumes from the last checkpoint",
+            file=sys.stderr,
+        )
+        return 130
+
+
+def _choose_onednn(runs, onednn_off, prog: str) -> None:
+    """Turns oneDNN off before TensorFlow loads (the only time it can be) when asked to.
+
+    TF 2.21's oneDNN kernel for a convolution's filter gradient crashes the process (SIGSEGV
+    or SIGABRT) on some CPUs for 1x1 stride-2 convolutions with few input channels (3-8) on
+    maps near 60 px, which pretrained modules' early layers have. Without oneDNN training
+    is slower (bench/onednn.py: up to 0.41x for a ResNet), so ``auto`` turns it off only for the ``runs`` (the configurations
+    one process trains) the project says are at risk.
+    A ``TF_ENABLE_ONEDNN_OPTS`` the user set wins over all of this.
+    """
+    if "TF_ENABLE_ONEDNN_OPTS" in os.environ:
+        return
+    params = runs[0]
+    off = params.onednn == "off" or (
+        params.onednn == "auto" and onednn_off is not None and any(map(onednn_off, runs))
+    )
+    if off:
+        os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
+        if params.onednn == "auto":
+            print(
+                f"{prog}: oneDNN off for this run (fine-tuning a module meets TF 2.21's "
+                "crashing oneDNN conv-gradient kernel); onednn: on keeps it",
+                flush=True,
+            )

@@ -1,0 +1,288 @@
+"""What each ``--mode`` of run.py does, on top of the Estimator: files in, one-line errors out."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable, Mapping
+
+import tensorflow as tf
+
+from library.cli import predict
+from library.config import Params
+from library.contract import Functions, ModeKeys
+from library.data import diagnose, files, records
+from library.data.service import DataServiceError, check_reachable
+from library.engine import actions, distribute, schedule
+from library.engine.estimator import (
+    DivergedError,
+    Estimator,
+    EvalSpec,
+    Interrupted,
+    TrainSpec,
+    train_and_evaluate,
+)
+from library.outputs.checkpoints import CheckpointError
+from library.outputs.export import ExportError
+from library.outputs.lock import LockError
+from library.search import sweep
+from library.transfer import hub, names
+
+DATA_ERRORS = (tf.errors.DataLossError, tf.errors.InvalidArgumentError)
+
+
+class UsageError(Exception):
+    """Bad input (files, checkpoints): one line, exit status 2."""
+
+
+def run_mode(mode: str, params: Params, project: Mapping[str, Callable]) -> int:
+    """Runs one mode; returns the exit status (0 done, 1 diverged, 2 bad input).
+
+    Args:
+        mode: one of ``library.config.MODES``.
+        params: the resolved configuration.
+        project: the project's functions by contract name (``library/contract.py``).
+    """
+    functions = Functions.from_mapping(project)
+    try:
+        return _MODES[mode](params, functions)
+    except (
+        files.InputError,
+        records.RecordError,
+        schedule.PlanError,
+        CheckpointError,
+        ExportError,
+        LockError,
+        names.TransferError,
+        hub.HubError,
+        distribute.StrategyError,
+        DataServiceError,
+    ) as error:
+        raise UsageError(str(error)) from None
+    except DivergedError as error:
+        print(f"run.py: error: {error}", file=sys.stderr)
+        return 1
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as error:
+        if params.distribution != "multi_worker":
+            raise
+        print(f"run.py: error: {distribute.lost_worker(error, params)}", file=sys.stderr)
+        return 1
+    except Interrupted as stop:
+        print(
+            f"run.py: stopped by {stop.signal_name} at step {stop.step}; checkpoint saved "
+            f"({stop.checkpoint}): the same command resumes from step {stop.step}",
+            file=sys.stderr,
+        )
+        return 128 + signal.Signals[stop.signal_name].value
+
+
+def run_sweep(
+    params: Params,
+    project: Mapping[str, Callable],
+    key: str,
+    values: list,
+    geometric: bool,
+    sweep_all: bool = False,
+) -> int:
+    """Trains and evaluates each value of ``key`` in turn (``library/search/sweep.py``)."""
+    import keras
+
+    def train(value_params: Params) -> int:
+        try:
+            return run_mode("train_and_evaluate", value_params, project)
+        finally:
+            keras.backend.clear_session()  # the next value starts with a clean slate
+
+    return sweep.run_sweep(params, key, values, train, sweep_all, geometric)
+
+
+def build_estimator(
+    params: Params, functions: Functions, plan=None, data_manifests=(), strategy=None
+) -> Estimator:
+    """The Estimator for ``params`` (the project's ``prepare_fn`` applied: see
+    ``estimator.params``)."""
+    if strategy is None and params.distribution == "multi_worker":
+        # Only training runs on several workers; evaluating or exporting here is one process.
+        strategy = distribute.create_strategy(params.replace(distribution="auto"))
+    return Estimator.from_functions(
+        functions, params, plan=plan, strategy=strategy, data_manifests=data_manifests
+    )
+
+
+def input_for(functions: Functions, pattern: str, mode: str, params: Params) -> Callable:
+    """The project's ``input_fn`` for one file pattern and mode, as the Estimator takes it."""
+    return lambda input_context=None: functions.input_fn(pattern, mode, params, input_context)
+
+
+def _train(params: Params, functions: Functions, evaluate: bool) -> int:
+    # Before any other TensorFlow work: multi_worker configures the collectives at start.
+    strategy = distribute.create_strategy(params)
+    if params.data_service_address:
+        check_reachable(params.data_service_address)
+        print(f"training input from the tf.data service at {params.data_service_address}")
+    plan = schedule.make_plan(params, records.count_records(params.train_files))
+    patterns = [params.train_files]
+    if evaluate:
+        files.match_files(params.eval_files)
+        patterns.append(params.eval_files)
+    print(actions.describe(plan))
+    if not evaluate and (params.plateau_patience or params.early_stopping_patience):
+        print("warning: plateau and early stopping act on evaluations: --mode train makes none")
+    if params.skip_corrupt_records:
+        for line in diagnose.report_lost_records(params.train_files):
+            print(f"warning: {line}")
+    manifests = [m for pattern in patterns for m in records.manifest_paths(pattern)]
+    estimator = build_estimator(params, functions, plan, manifests, strategy)
+    params = estimator.params  # prepared: the input_fn may need what prepare_fn filled in
+    train_spec = TrainSpec(
+        input_for(functions, params.train_files, ModeKeys.TRAIN, params), plan.train_steps
+    )
+    eval_spec = EvalSpec(
+        input_for(functions, params.eval_files, ModeKeys.EVAL, params), params.eval_steps or None
+    )
+    if evaluate:  # built once now: files that do not suit it are named before training
+        distribute.call_input_fn(eval_spec.input_fn)
+    try:
+        if evaluate:
+            train_and_evaluate(estimator, train_spec, eval_spec)
+        else:
+            estimator.train(train_spec.input_fn, train_spec.max_steps)
+    except DATA_ERRORS as error:
+        raise _explain(error, params, functions, [params.train_files, params.eval_files]) from None
+    _print_outputs(params)
+    return 0
+
+
+def _explain(error: Exception, params: Params, functions: Functions, patterns) -> Exception:
+    """The data error named by file, when the files are to blame (a corrupt TFRecord shard,
+    or what the project's ``diagnose_fn`` finds); else the error itself."""
+    for pattern in patterns:
+        line = None
+        if isinstance(error, tf.errors.DataLossError) and _tfrecords(pattern):
+            line = diagnose.find_corrupt_shard(pattern)
+        if line is None and functions.diagnose_fn is not None:
+            line = functions.diagnose_fn(pattern, params, error)
+        if line:
+            return files.InputError(line)
+    return error
+
+
+def _tfrecords(pattern: str) -> bool:
+    try:
+        files.check_tfrecords(pattern)
+    except files.InputError:
+        return False
+    return True
+
+
+def _print_outputs(params: Params) -> None:
+    print(
+        f"checkpoints and TensorBoard logs: {params.model_dir}  (tensorboard --logdir {params.model_dir})"
+    )
+    if params.plots:
+        print(f"plots: {os.path.join(params.model_dir, 'plots')}")
+    print(f"best model: {params.best_model_dir}")
+
+
+def _evaluate(params: Params, functions: Functions) -> int:
+    files.match_files(params.eval_files)
+    estimator = build_estimator(params, functions)
+    params = estimator.params
+    try:
+        results = estimator.evaluate(
+            input_for(functions, params.eval_files, ModeKeys.EVAL, params),
+            params.eval_steps or None,
+            params.checkpoint,
+        )
+    except DATA_ERRORS as error:
+        raise _explain(error, params, functions, [params.eval_files]) from None
+    checkpoint = results.pop("checkpoint")
+    print(
+        f"evaluated {checkpoint} on {params.eval_files}: "
+        + ", ".join(f"{k} {v:.4f}" for k, v in results.items())
+    )
+    return 0
+
+
+def _continuous_eval(params: Params, functions: Functions) -> int:
+    plan = schedule.make_plan(params, records.count_records(params.train_files))
+    files.match_files(params.eval_files)
+    estimator = build_estimator(params, functions, plan)
+    params = estimator.params
+    try:
+        estimator.evaluate_continuously(
+            input_for(functions, params.eval_files, ModeKeys.EVAL, params),
+            params.eval_steps or None,
+        )
+    except DATA_ERRORS as error:
+        raise _explain(error, params, functions, [params.eval_files]) from None
+    return 0
+
+
+def _predict(params: Params, functions: Functions) -> int:
+    if not params.predict_files:
+        raise UsageError("--mode predict needs --predict_files (a glob, a folder or a comma list)")
+    paths = files.expand_files(params.predict_files)
+    estimator = build_estimator(params, functions)
+    params = estimator.params
+    inputs = predict.serving_specs(functions, params)
+    prefix = estimator.resolve_checkpoint(params.checkpoint)
+    rows, skipped = predict.read_rows(paths, functions, params, inputs)
+    if not rows:
+        raise UsageError(
+            f"{params.predict_files}: nothing to predict in {len(paths)} files ({skipped} "
+            f"examples skipped); the model takes {', '.join(inputs)}"
+        )
+    print(f"predicting {len(rows)} examples with {prefix}")
+    model, _ = estimator.restore_model(prefix)
+    predicted = predict.predict_rows(model, rows, functions, params, params.eval_batch_size)
+    out = os.path.join(os.path.dirname(prefix), "predictions.csv")
+    predict.write_predictions(out, predicted)
+    return 0
+
+
+def _export(params: Params, functions: Functions) -> int:
+    estimator = build_estimator(params, functions)
+    params = estimator.params
+    export_dir = params.export_dir or os.path.join(params.model_dir, "export")
+    path = estimator.export_saved_model(export_dir, params.checkpoint)
+    print(f"exported SavedModel: {path}  (saved_model_cli show --all --dir {path})")
+    return 0
+
+
+def _export_encoder(params: Params, functions: Functions) -> int:
+    estimator = build_estimator(params, functions)
+    params = estimator.params
+    model, prefix = estimator.restore_model(params.checkpoint)
+    directory = params.export_encoder_dir or os.path.join(params.model_dir, "encoder")
+    encoder = hub.encoder_of(model, params.encoder_layer)
+    hub.export_module(encoder, directory)
+    print(
+        f"exported the encoder of {prefix} ({len(encoder.variables)} variables, output "
+        f"{encoder.output.shape[1:]}) as a reusable SavedModel: {directory}  (a module for "
+        "HubModule / TF Hub)"
+    )
+    return 0
+
+
+def _inspect(params: Params, functions: Functions) -> int:
+    if params.inspect_path:
+        lines = names.inspect_path(params.inspect_path)
+    else:
+        params = build_estimator(params, functions).params
+        lines = names.inspect_model(functions.model_fn(params))
+    print("\n".join(lines))
+    return 0
+
+
+_MODES = {
+    "train_and_evaluate": lambda params, functions: _train(params, functions, evaluate=True),
+    "train": lambda params, functions: _train(params, functions, evaluate=False),
+    "evaluate": _evaluate,
+    "continuous_eval": _continuous_eval,
+    "predict": _predict,
+    "export": _export,
+    "export_encoder": _export_encoder,
+    "inspect": _inspect,
+}

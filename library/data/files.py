@@ -1,0 +1,122 @@
+"""Which files a pattern names, and whether they are what they should be, in one line when
+not: globs, folders and comma lists; TFRecord files recognised by their framing.
+
+All file access goes through ``tf.io.gfile``, so ``gs://`` or HDFS patterns work unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+
+import tensorflow as tf
+
+
+class InputError(Exception):
+    """A problem with the input files, reported as one line naming the file."""
+
+
+def match_files(file_pattern: str) -> list[str]:
+    """The sorted files matching a glob pattern; an error naming the pattern if none."""
+    try:
+        files = sorted(tf.io.gfile.glob(file_pattern))
+    except tf.errors.OpError as error:
+        raise InputError(f"{file_pattern}: cannot list files ({error.message})") from None
+    if not files:
+        raise InputError(f"{file_pattern}: no files match (fix the pattern, or write the files)")
+    return files
+
+
+def _crc32c_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+        table.append(crc)
+    return table
+
+
+_CRC32C = _crc32c_table()
+_MAGIC = (
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"\x89PNG", "a PNG image"),
+    (b"GIF8", "a GIF image"),
+    (b"RIFF", "a RIFF file (WebP image?)"),
+    (b"BM", "a BMP image"),
+    (b"PK\x03\x04", "a zip archive"),
+    (b"\x1f\x8b", "a gzip file (a compressed TFRecord? not supported here)"),
+)
+
+
+def _masked_crc32c(data: bytes) -> int:
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = _CRC32C[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    crc ^= 0xFFFFFFFF
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def looks_like_tfrecord(head: bytes) -> bool:
+    """Whether a file's first 12 bytes frame a TFRecord: an 8-byte length and its masked
+    CRC-32C (what TensorFlow checks first). An empty file is an empty TFRecord file."""
+    if not head:
+        return True
+    return len(head) >= 12 and int.from_bytes(head[8:12], "little") == _masked_crc32c(head[:8])
+
+
+def what_it_is(head: bytes) -> str:
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    try:
+        head.decode("utf-8")
+        return "a text file"
+    except UnicodeDecodeError:
+        return "not a TFRecord file"
+
+
+def check_tfrecords(file_pattern: str) -> list[str]:
+    """The files of ``file_pattern``, each checked to start like a TFRecord file.
+
+    Raises:
+        InputError: naming the first file that is not one, with what it seems to be.
+    """
+    files = match_files(file_pattern)
+    for path in files:
+        with tf.io.gfile.GFile(path, "rb") as stream:
+            head = stream.read(12)
+        if not looks_like_tfrecord(head):
+            raise InputError(
+                f"{path}: {what_it_is(head)}, not TFRecord shards; write records with "
+                "library.data.records.RecordWriter (convert_dataset.py does, for image "
+                "folders) and point the pattern at its NAME-*.tfrecord files"
+            )
+    return files
+
+
+def expand_files(spec: str) -> list[str]:
+    """The files named by a glob, a folder (every file below it, hidden ones aside) or a
+    comma-separated list of either, in order and without repeats.
+
+    Raises:
+        InputError: naming the part of ``spec`` that matches nothing.
+    """
+    files: list[str] = []
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        if tf.io.gfile.isdir(part):
+            found = sorted(
+                os.path.join(folder, name)
+                for folder, _, names in tf.io.gfile.walk(part)
+                for name in names
+                if not name.startswith(".")
+            )
+            if not found:
+                raise InputError(f"{part}: an empty folder")
+        else:
+            found = match_files(part)
+        files.extend(f for f in found if f not in files)
+    if not files:
+        raise InputError(f"{spec!r}: names no files (a glob, a folder or a comma list)")
+    return files

@@ -1,0 +1,171 @@
+"""The loop's actions: the small jobs run between chunks of steps, each at its own interval
+(``schedule.is_time``): log, save a checkpoint, evaluate (handing the evaluation to the
+recorders), profile."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import tensorflow as tf
+
+from library.engine.progress import Progress
+from library.engine.schedule import Plan
+from library.recorders.base import Action, Recorders
+from library.recorders.metrics_log import read_metrics
+
+
+def checkpoint_values(state) -> tuple[float | None, dict[str, float], float]:
+    """``(train loss, loss terms, learning rate)`` as a step state holds them: the means since
+    the previous checkpoint (None and {} if no step counted) and the rate of the last step."""
+    return state.checkpoint_loss(), state.checkpoint_terms(), float(state.learning_rate.numpy())
+
+
+class LogProgress(Action):
+    """Train loss (and its terms), learning rate, gradient and parameter norms, throughput and
+    the share of time spent waiting for input: the log line, TensorBoard (``train/``) and the
+    recorders. Warns once when the run is input-bound (the first period, which fills the
+    pipeline and traces the step, aside)."""
+
+    INPUT_BOUND = 0.5
+
+    def __init__(self, intervals: tuple[int, ...], trainer, progress: Progress, writer, recorders: Recorders):  # fmt: skip
+        self.intervals, self.trainer = intervals, trainer
+        self.progress, self.writer, self.recorders = progress, writer, recorders
+        self.periods, self.warned = 0, False
+
+    def __call__(self, step: int) -> None:
+        state = self.trainer.state
+        values = {
+            "loss": float(state.log_loss.result()),
+            **{f"loss/{name}": value for name, value in state.log_terms().items()},
+            "learning_rate": float(state.learning_rate.numpy()),
+            "grad_norm": float(state.grad_norm.numpy()),
+            "param_norm": float(tf.linalg.global_norm(self.trainer.model.trainable_variables)),
+            "nonfinite_steps": int(state.nonfinite_total.numpy()),
+        }
+        waited = float(state.input_wait.numpy())
+        state.log_loss.reset_state()
+        state.input_wait.assign(0.0)
+        values.update(self.progress.log(step, values, waited))
+        with self.writer.as_default(step=step):
+            for name, value in values.items():
+                if not (isinstance(value, float) and math.isnan(value)):
+                    tf.summary.scalar(name, value)
+        self.recorders.on_train_log(step, values)
+        self.periods += 1
+        if self.periods > 1 and values["input_wait"] > self.INPUT_BOUND and not self.warned:
+            self.warned = True
+            self.progress.say(
+                f"warning: the run is input-bound: the step waited for input "
+                f"{values['input_wait']:.0%} of the time up to step {step}; try a cheaper "
+                "input_fn (smaller records, decoding less), more parallel reads "
+                "(interleave_cycle_length), caching, or the tf.data service"
+            )
+
+
+class SaveCheckpoint(Action):
+    """Saves a checkpoint (model, optimizer, step state, maybe the input position)."""
+
+    def __init__(self, intervals: tuple[int, ...], trainer):
+        self.intervals, self.trainer = intervals, trainer
+        self.last: str | None = None  # the newest checkpoint of this run
+        self.recorded: tuple = (None, {}, 0.0)  # its train loss, loss terms and rate
+
+    def __call__(self, step: int) -> None:
+        self.last = self.trainer.save()
+        self.recorded = checkpoint_values(self.trainer.state)
+        self.trainer.state.reset_checkpoint_loss()  # the next checkpoint's period
+
+
+class Profile(Action):
+    """A TensorBoard profile of the training steps after ``start`` up to ``stop``
+    (``profile_steps``), written to ``directory`` (TensorBoard's Profile tab)."""
+
+    def __init__(self, start: int, stop: int, directory: str, step: int, say: Callable):
+        self.start, self.stop, self.directory, self.say = start, stop, directory, say
+        self.intervals = tuple(n for n in (start, stop) if n > 0)
+        self.running = False
+        self(step)  # a run that starts (or resumes) inside the range profiles at once
+
+    def __call__(self, step: int) -> None:
+        if not self.running and self.start <= step < self.stop:
+            tf.profiler.experimental.start(self.directory)
+            self.running = True
+            self.say(f"profiling steps {step + 1}-{self.stop} into {self.directory}")
+        elif self.running and step >= self.stop:
+            self.finish()
+
+    def finish(self) -> None:
+        if self.running:
+            tf.profiler.experimental.stop()
+            self.running = False
+            self.say(f"profile written to {self.directory} (tensorboard --logdir {self.directory})")
+
+
+class Evaluate(Action):
+    """Evaluates the live model on the checkpoint just saved and hands the result on."""
+
+    def __init__(
+        self,
+        every: int,
+        trainer,
+        saver: SaveCheckpoint,
+        evaluator,
+        input_fn: Callable,
+        max_batches: int | None,
+        recorders: Recorders,
+        progress: Progress,
+    ):
+        self.intervals, self.trainer, self.saver, self.evaluator = (
+            (every,),
+            trainer,
+            saver,
+            evaluator,
+        )
+        self.input_fn, self.max_batches = input_fn, max_batches
+        self.recorders, self.progress = recorders, progress
+
+    def __call__(self, step: int) -> None:
+        self.progress.pause()  # evaluation time is not training throughput
+        # SaveCheckpoint ran just before: an evaluation always follows a save at its step.
+        train_loss, train_terms, learning_rate = self.saver.recorded
+        results = self.evaluator.evaluate(self.trainer.model, self.input_fn, self.max_batches)
+        evaluation = self.evaluator.evaluation(
+            step,
+            self.trainer.plan.epoch(step),
+            results,
+            self.trainer.model,
+            self.saver.last or "",
+            train_loss,
+            train_terms,
+            learning_rate,
+        )
+        self.recorders.on_evaluation(evaluation)
+        self.progress.resume()
+
+    def catch_up(self, say: Callable[[str], None]) -> None:
+        """Evaluates the checkpoint the run resumes from if its evaluation was lost (the run
+        stopped between saving it and evaluating it), so that metrics.jsonl, the best
+        checkpoint and what follows from them see every evaluation."""
+        trainer, step = self.trainer, self.trainer.step
+        due = step % self.intervals[0] == 0 or step >= trainer.plan.train_steps
+        if not trainer.restored or not due:
+            return
+        if any(r.get("step") == step for r in read_metrics(trainer.manager.directory)):
+            return
+        say(f"step {step} was saved but never evaluated (the run stopped in between): evaluating")
+        self.saver.last = trainer.restored
+        self.saver.recorded = checkpoint_values(trainer.state)
+        self(step)
+
+    def finish(self) -> None:
+        self.recorders.finish()
+
+
+def describe(plan: Plan) -> str:
+    per_epoch = f"{plan.steps_per_epoch} steps per epoch; " if plan.steps_per_epoch else ""
+    return (
+        f"{per_epoch}training to step {plan.train_steps}, "
+        f"evaluating every {plan.eval_every_steps} steps"
+    )

@@ -1,0 +1,157 @@
+"""Distribution: the strategy of a run, and datasets handed to its replicas.
+
+Everything that holds variables (model, optimizer, metrics, step state) is created under
+``strategy.scope()``; steps run through ``strategy.run``. With the default strategy (one CPU,
+no GPU) all of this is a plain call.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+from collections.abc import Callable, Mapping
+
+import tensorflow as tf
+
+from library.data import service as data_service
+
+
+class StrategyError(Exception):
+    """The strategy asked for cannot be created here (no TF_CONFIG, no TPU, ...)."""
+
+
+def create_strategy(params: Mapping | None = None) -> tf.distribute.Strategy:
+    """The strategy ``params["distribution"]`` names (see the run option's help).
+
+    ``auto``: mirrored over all GPUs when there are several, one GPU when there is one, else
+    the default strategy (the CPU). ``multi_worker`` must be created before any other
+    TensorFlow work in the process (TensorFlow's rule), which is why the Estimator creates it
+    first.
+    """
+    choice = params["distribution"] if params else "auto"
+    if choice == "multi_worker":  # before listing devices, which starts the runtime
+        return _multi_worker(params["collective_timeout_secs"])
+    if choice == "tpu":  # a code path present and documented, not tested here (no TPU)
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=params["tpu_address"])
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    gpus = tf.config.list_logical_devices("GPU")
+    if choice == "mirrored" or (choice == "auto" and len(gpus) > 1):
+        return tf.distribute.MirroredStrategy()  # all GPUs, or the CPU
+    if choice == "one_device" or gpus:
+        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+    return tf.distribute.get_strategy()
+
+
+def _multi_worker(timeout_secs: float) -> tf.distribute.Strategy:
+    cluster = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    if not cluster.cluster_spec().as_dict():
+        raise StrategyError(
+            "distribution multi_worker needs TF_CONFIG (the cluster and this task) in the "
+            "environment of each worker; see README 'Scaling out'"
+        )
+    # Without a timeout, the others wait forever on a worker that died.
+    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout_secs)
+    return tf.distribute.MultiWorkerMirroredStrategy(
+        cluster_resolver=cluster, communication_options=options
+    )
+
+
+def task(strategy: tf.distribute.Strategy) -> tuple[str | None, int]:
+    """``(task_type, task_id)`` of this process in its cluster; ``(None, 0)`` alone."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return None, 0
+    return resolver.task_type, int(resolver.task_id or 0)
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the run's outputs: alone, the chief, or worker 0 of a
+    cluster without a chief (TensorFlow's convention)."""
+    task_type, task_id = task(strategy)
+    if task_type in (None, "chief"):
+        return True
+    jobs = strategy.cluster_resolver.cluster_spec().jobs
+    return task_type == "worker" and task_id == 0 and "chief" not in jobs
+
+
+def lost_worker(error: tf.errors.OpError, params: Mapping) -> str:
+    """One line for a collective that failed because a worker died or stopped answering."""
+    # TensorFlow says it in several ways (other lines name this worker's devices too): the
+    # unhealthy tasks one per line, or the remote target of a failed call.
+    patterns = (
+        r"^(/job:\w+/replica:\d+/task:\d+)\s*$",
+        r"remote target (/job:\w+/replica:\d+/task:\d+)",
+        r"Error reported from (/job:\w+/task:\d+)",
+    )
+    tasks = []
+    for pattern in patterns:
+        tasks = tasks or sorted(set(re.findall(pattern, error.message, re.M)))
+    who = f"{', '.join(tasks)} stopped answering" if tasks else "a worker stopped answering"
+    if isinstance(error, tf.errors.DeadlineExceededError):
+        who += f" (no reply in collective_timeout_secs {params['collective_timeout_secs']:g})"
+    return (
+        f"{who}; start every worker again with its command: they resume from the last "
+        f"checkpoint in {params['model_dir']}"
+    )
+
+
+def barrier(strategy: tf.distribute.Strategy) -> None:
+    """Waits until every worker gets here: a worker that ends first would otherwise be
+    reported as crashed by the others' coordination service while they finish."""
+    if task(strategy)[0] is not None:
+        strategy.reduce(
+            tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(1.0)), axis=None
+        )
+
+
+def worker_dir(model_dir: str, strategy: tf.distribute.Strategy) -> str:
+    """Where a worker that is not the chief writes what TensorFlow makes every worker write
+    (its checkpoints, its summaries): a folder of its own, removed when it ends."""
+    task_type, task_id = task(strategy)
+    return os.path.join(model_dir, f".workertemp_{task_type}_{task_id}")
+
+
+def call_input_fn(input_fn: Callable, input_context=None) -> tf.data.Dataset:
+    """Calls an Estimator input function with the input context when it takes one."""
+    if inspect.signature(input_fn).parameters:
+        return input_fn(input_context)
+    return input_fn()
+
+
+def without_strings(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Drops string features (file names): no step uses them, and neither GPUs nor XLA
+    take strings."""
+    spec = dataset.element_spec
+    features_spec = spec[0] if isinstance(spec, tuple) else spec
+    if not isinstance(features_spec, Mapping):
+        return dataset
+    keep = [k for k, s in features_spec.items() if s.dtype != tf.string]
+    if len(keep) == len(features_spec):
+        return dataset
+    if isinstance(spec, tuple):
+        return dataset.map(lambda features, *rest: ({k: features[k] for k in keep}, *rest))
+    return dataset.map(lambda features: {k: features[k] for k in keep})
+
+
+def distribute_dataset(
+    strategy: tf.distribute.Strategy, input_fn: Callable, service_address: str = ""
+):
+    """The dataset of ``input_fn``, one pipeline per worker, batches sent to the replicas'
+    devices (prefetched there); run by the tf.data service at ``service_address`` if given
+    (``library/data/service.py``)."""
+
+    def dataset_fn(input_context):
+        dataset = without_strings(call_input_fn(input_fn, input_context))
+        if service_address:
+            dataset = data_service.distribute(dataset, service_address)
+        return dataset
+
+    return strategy.distribute_datasets_from_function(dataset_fn)
+
+
+def first_replica(strategy: tf.distribute.Strategy, value):
+    """The first replica's part of a per-replica value (e.g. for a picture of the input)."""
+    return strategy.experimental_local_results(value)[0]

@@ -1,0 +1,228 @@
+"""Evaluation as a standalone object: of the live model during training, or of a checkpoint
+(``--mode evaluate``, a separate evaluator process)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from library.config import Params
+from library.contract import Functions
+from library.engine import distribute, steps
+from library.engine.actions import checkpoint_values
+from library.outputs import checkpoints
+from library.recorders.base import Evaluation, Recorders
+from library.recorders.metrics_log import read_metrics
+
+BLOCK_PREFIX = "block"
+
+
+def observer_model(model: keras.Model) -> keras.Model | None:
+    """A model of ``model``'s layers giving ``(outputs, activations)``: its outputs and those
+    of the layers named ``block...`` (the encoder's blocks) by name; None when there are no
+    such layers (or the model is not functional)."""
+    try:
+        blocks = [
+            layer for layer in model._flatten_layers(include_self=False)
+            if layer.name.startswith(BLOCK_PREFIX)
+        ]  # fmt: skip
+        if not blocks:
+            return None
+        activations = {layer.name: layer.output for layer in blocks}
+        return keras.Model(model.input, (model.output, activations))
+    except (AttributeError, ValueError):
+        return None
+
+
+class Evaluator:
+    """The eval loss (and its terms) and the project's metrics over an input function.
+
+    Its metrics and step are built once per model and reused: evaluating often (every
+    checkpoint) retraces nothing. Of the first batch it saw it keeps the batch, the model's
+    outputs and the encoder blocks' activations, computed in the evaluation pass itself
+    (for the recorders' figures and histograms); the metrics the recorders ask for
+    (``Recorder.evaluation_metrics``) go to the evaluation's ``arrays``.
+
+    Args:
+        functions: the project's functions.
+        params: the resolved configuration.
+        strategy: the distribution strategy the metrics are created under.
+        recorders: whose ``evaluation_metrics`` to accumulate too.
+    """
+
+    def __init__(
+        self,
+        functions: Functions,
+        params: Params,
+        strategy: tf.distribute.Strategy,
+        recorders: Recorders | None = None,
+    ):
+        self.functions, self.params, self.strategy = functions, params, strategy
+        self.recorders = recorders
+        self._compiled: tuple | None = None  # (model, loss metrics, metrics, extras, eval step)
+        self._restorable: keras.Model | None = None  # built once, for checkpoints
+        self.terms: tuple[str, ...] = ()  # the loss terms, once compiled
+        self.arrays: dict[str, np.ndarray] = {}  # the recorders' metrics, last evaluation
+        self.first_batch: tuple | None = None  # (features, labels) of the last evaluation
+        self.first_outputs = None  # the model's outputs on it
+        self.activations: dict[str, np.ndarray] = {}  # each encoder block's output on it
+
+    def evaluate(
+        self, model: keras.Model, input_fn: Callable, max_batches: int | None = None
+    ) -> dict[str, float]:
+        """``{"loss": ..., "loss/<term>": ..., metric: ...}`` of ``model`` over ``input_fn``'s
+        dataset.
+
+        Args:
+            model: the model (live or restored); built under this evaluator's strategy.
+            input_fn: an input function of an optional input context.
+            max_batches: stop after this many batches (None: the whole dataset).
+        """
+        _, losses, metrics, extras, eval_step = self._compile(model, input_fn)
+        for metric in [*losses.values(), *metrics.values(), *extras.values()]:
+            metric.reset_state()
+        dataset = distribute.distribute_dataset(self.strategy, input_fn)
+        self.first_batch, self.first_outputs, self.activations = None, None, {}
+        for batches, (features, labels) in enumerate(dataset):
+            if max_batches and batches >= max_batches:
+                break
+            if batches == 0:
+                self.first_batch = distribute.first_replica(self.strategy, (features, labels))
+                observed = eval_step(features, labels, observe=True)
+                outputs, activations = distribute.first_replica(self.strategy, observed)
+                self.first_outputs = outputs
+                self.activations = {
+                    name: np.asarray(tf.cast(value, tf.float32))
+                    for name, value in activations.items()
+                }
+            else:
+                eval_step(features, labels)
+        results = {name: float(m.result()) for name, m in losses.items()}
+        results.update({name: float(m.result()) for name, m in metrics.items()})
+        self.arrays = {name: np.asarray(m.result()) for name, m in extras.items()}
+        return results
+
+    def _compile(self, model: keras.Model, input_fn: Callable) -> tuple:
+        if self._compiled is None or self._compiled[0] is not model:
+            loss_fn, params = self.functions.loss_fn, self.params
+            self.terms = steps.loss_terms(loss_fn, model, params, input_fn)
+            with self.strategy.scope():
+                names = ["loss", *(f"loss/{term}" for term in self.terms)]
+                losses = {name: keras.metrics.Mean(name=name) for name in names}
+                metrics = dict(self.functions.metrics_fn(params))
+                extras = self.recorders.evaluation_metrics(params) if self.recorders else {}
+            eval_step = steps.build_eval_step(
+                self.strategy,
+                model,
+                loss_fn,
+                params,
+                losses,
+                {**metrics, **extras},
+                observer_model(model),
+            )
+            self._compiled = (model, losses, metrics, extras, eval_step)
+        return self._compiled
+
+    def evaluation(
+        self, step, epoch, results, model, checkpoint, train_loss, train_terms, learning_rate
+    ) -> Evaluation:
+        """The ``Evaluation`` of the last ``evaluate``, for the recorders."""
+        return Evaluation(
+            step,
+            epoch,
+            results,
+            train_loss,
+            learning_rate,
+            model,
+            checkpoint,
+            train_terms,
+            self.first_batch,
+            self.first_outputs,
+            self.activations,
+            self.arrays,
+        )
+
+    def restore(self, prefix: str, terms=()) -> tuple[keras.Model, steps.StepState]:
+        """This evaluator's own model (built once) with the weights of checkpoint ``prefix``.
+
+        Returns the model and the step state the checkpoint holds (zeros for a checkpoint
+        without one, such as the best checkpoint); ``terms`` names its loss terms.
+
+        Raises:
+            checkpoints.CheckpointError: the checkpoint does not hold this model's weights.
+        """
+        with self.strategy.scope():
+            if self._restorable is None:
+                self._restorable = self.functions.model_fn(self.params)
+            state = steps.StepState(terms)
+        model = self._restorable
+        try:
+            checkpoints.restore_from(tf.train.Checkpoint(model=model), prefix)
+        except (AssertionError, ValueError, tf.errors.OpError) as error:
+            reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+            raise checkpoints.CheckpointError(
+                f"{prefix}: does not hold this model's weights ({reason}); was it trained "
+                "with another model or other hyperparameters? (its folder's "
+                "hyperparameters.yaml says)"
+            ) from None
+        tf.train.Checkpoint(state=state).restore(prefix).expect_partial()
+        return model, state
+
+
+def evaluate_continuously(
+    evaluator: Evaluator,
+    model_dir: str,
+    plan,
+    input_fn: Callable,
+    max_batches: int | None,
+    recorders: Recorders,
+    timeout_secs: float,
+    say: Callable[[str], None] = print,
+    poll_secs: float = 1.0,
+) -> int:
+    """Evaluates every checkpoint of ``model_dir`` not evaluated yet, oldest first, as a
+    trainer writes them; returns the last step evaluated.
+
+    What was evaluated is what ``metrics.jsonl`` records (written by the recorders), so a
+    restarted evaluator resumes where it stopped, and each checkpoint is evaluated once. It
+    stops after evaluating the checkpoint of ``plan.train_steps``, or after ``timeout_secs``
+    without a new checkpoint.
+    """
+    done = {record["step"] for record in read_metrics(model_dir)}
+    last_step, waited_since = max(done, default=0), time.monotonic()
+    if last_step >= plan.train_steps:
+        say(f"the checkpoint of the final step {plan.train_steps} is evaluated: nothing to do")
+        return last_step
+    say(f"watching {model_dir} for checkpoints (final step {plan.train_steps})")
+    while True:
+        pending = [(n, p) for n, p in reversed(checkpoints.numbered_checkpoints(model_dir))]
+        for step, prefix in (item for item in pending if item[0] not in done):
+            done.add(step)
+            try:
+                model, state = evaluator.restore(prefix, evaluator.terms)
+            except checkpoints.CheckpointError:
+                if not tf.io.gfile.exists(f"{prefix}.index"):
+                    say(f"{prefix} was deleted (keep_checkpoints) before it was evaluated")
+                    continue
+                raise
+            results = evaluator.evaluate(model, input_fn, max_batches)
+            if evaluator.terms and not state.terms:  # known now: read them from the checkpoint
+                _, state = evaluator.restore(prefix, evaluator.terms)
+            train_loss, train_terms, learning_rate = checkpoint_values(state)
+            evaluation = evaluator.evaluation(
+                step, plan.epoch(step), results, model, prefix, train_loss, train_terms,
+                learning_rate,
+            )  # fmt: skip
+            recorders.on_evaluation(evaluation)
+            last_step, waited_since = step, time.monotonic()
+            if step >= plan.train_steps:
+                say(f"evaluated the checkpoint of the final step {step}: done")
+                return step
+        if time.monotonic() - waited_since > timeout_secs:
+            say(f"no new checkpoint for {timeout_secs:g} s (eval_timeout_secs): stopping")
+            return last_step
+        time.sleep(poll_secs)

@@ -1,0 +1,226 @@
+"""What training holds: model, optimizer and step state created under the strategy, restored
+from ``model_dir``, with the compiled train loop and the input iterator."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import keras
+import tensorflow as tf
+
+from library.config import Params
+from library.contract import Functions
+from library.engine import batch_norm, distribute, steps
+from library.engine.schedule import Plan
+from library.outputs import checkpoints
+from library.transfer import names, warm_start
+
+
+@dataclass
+class Trainer:
+    """The training state of one run; ``train(n)`` runs ``n`` steps."""
+
+    strategy: tf.distribute.Strategy
+    model: keras.Model
+    optimizer: keras.optimizers.Optimizer
+    state: steps.StepState
+    plan: Plan
+    manager: tf.train.CheckpointManager
+    train_loop: Callable
+    iterator: object
+    restored: str | None  # the checkpoint this run resumed from
+    saved_step: int = -1  # the step of the newest checkpoint this run saved (or resumed from)
+    last_saved: str | None = None
+    refresh_statistics: Callable[[], None] | None = None  # batch norm, before each save
+
+    @property
+    def step(self) -> int:
+        return int(self.state.step.numpy())
+
+    def train(self, num_steps: int) -> int:
+        """Runs ``num_steps`` steps; returns the count of non-finite steps in a row."""
+        return int(self.train_loop(self.iterator, tf.constant(num_steps, tf.int64)))
+
+    def save(self) -> str:
+        """Saves a checkpoint at the current step; returns its prefix.
+
+        Batch-norm statistics are re-estimated with the weights being saved first (when
+        ``batch_norm_refresh_batches`` > 0), so that every checkpoint evaluates as it trained.
+        """
+        if self.refresh_statistics is not None:
+            self.refresh_statistics()
+        try:
+            self.last_saved = self.manager.save(checkpoint_number=self.step)
+            self.saved_step = self.step
+            return self.last_saved
+        except tf.errors.FailedPreconditionError as error:  # an iterator TF cannot serialize
+            reason = error.message.strip().splitlines()[0]
+            raise checkpoints.CheckpointError(
+                f"checkpoint_input_pipeline: this input pipeline cannot be saved ({reason}); "
+                "set checkpoint_input_pipeline: false or make the pipeline stateless"
+            ) from None
+
+
+def create_trainer(
+    functions: Functions,
+    params: Params,
+    plan: Plan,
+    input_fn: Callable,
+    strategy: tf.distribute.Strategy,
+    say: Callable[[str], None] = print,
+    restore_dir: str | None = None,
+) -> Trainer:
+    """Builds (or restores from ``params.model_dir``) everything a training run holds.
+
+    Args:
+        functions: the project's functions.
+        params: the resolved configuration.
+        plan: the run's durations; its ``schedule_steps`` is replaced by the one recorded in
+            the checkpoint when the run resumes.
+        input_fn: the training input function (of an optional input context).
+        strategy: the distribution strategy; variables are created under its scope.
+        say: where one-line messages go.
+        restore_dir: where to resume from when it is not ``params.model_dir`` (a worker
+            that is not the chief resumes from the chief's checkpoints, read only, and saves
+            into a folder of its own).
+
+    Raises:
+        checkpoints.CheckpointError: checkpoints exist and none restores.
+    """
+    keras.utils.set_random_seed(params.random_seed)
+    with strategy.scope(), precision(params.mixed_precision):
+        model = functions.model_fn(params)
+    terms = steps.loss_terms(functions.loss_fn, model, params, input_fn)
+    with strategy.scope():
+        state = steps.StepState(terms)
+    restored = checkpoints.restore_latest(
+        tf.train.Checkpoint(model=model, state=state),
+        restore_dir or params.model_dir,
+        say,
+        read_only=restore_dir not in (None, params.model_dir),
+    )
+    if params.warm_start_from and restored:
+        say(f"warm_start_from ignored: {params.model_dir} has a checkpoint to resume from")
+    elif params.warm_start_from:  # restore once, then resume: only a run with no checkpoint
+        warm_start.warm_start(
+            model, params.warm_start_from, params.warm_start_vars, params.warm_start_name_map, say
+        )
+    variables, scales = warm_start.update_scales(model, params.lr_mult, say)
+    if restored and int(state.schedule_steps.numpy()) > 0:
+        plan = plan.replace(schedule_steps=int(state.schedule_steps.numpy()))
+    state.schedule_steps.assign(plan.schedule_steps)
+    with strategy.scope():
+        optimizer = functions.optimizer_fn(params, plan)
+        loss_scale = None
+        if params.mixed_precision == "mixed_float16":
+            loss_scale = keras.optimizers.LossScaleOptimizer(optimizer)
+        # Built on every trainable variable, frozen ones too: its slots are saved by position,
+        # so a resume with another lr_mult restores each slot into its own variable.
+        (loss_scale or optimizer).build(model.trainable_variables)
+    if restored:  # the optimizer is built from the restored plan, then restored itself
+        _check_same_trainables(model, restored)
+        checkpoints.restore_from(tf.train.Checkpoint(optimizer=optimizer), restored)
+    # The loss scale apart from the optimizer: checkpoints restore across precisions.
+    saved = {"model": model, "optimizer": optimizer, "state": state}
+    if loss_scale is not None:
+        saved["loss_scale"] = loss_scale
+        if restored:
+            _restore_loss_scale(loss_scale, restored, say)
+    iterator = iter(distribute.distribute_dataset(strategy, input_fn, params.data_service_address))
+    refresh_statistics = _statistics_refresher(
+        strategy, model, input_fn, params.batch_norm_refresh_batches
+    )
+    if params.checkpoint_input_pipeline:
+        saved["iterator"] = iterator
+        if refresh_statistics is not None:  # its batches too, for an exact resume
+            saved["statistics_iterator"] = refresh_statistics.iterator
+        if restored:  # apart from the rest: an older checkpoint may not hold them
+            _restore_input_position(saved, restored, say)
+    manager = tf.train.CheckpointManager(
+        tf.train.Checkpoint(**saved),
+        params.model_dir,
+        max_to_keep=params.keep_checkpoints,
+        step_counter=state.step,
+    )
+    train_step = steps.build_train_step(
+        model,
+        functions.loss_fn,
+        loss_scale or optimizer,
+        params,
+        state,
+        variables,
+        scales,
+        scale_updates=params.plateau_patience > 0,  # a plateau lowers lr_multiplier
+    )
+    train_loop = steps.build_train_loop(strategy, train_step, state, params.xla)
+    trainer = Trainer(
+        strategy, model, optimizer, state, plan, manager, train_loop, iterator, restored
+    )
+    trainer.refresh_statistics = refresh_statistics
+    if restored:
+        trainer.saved_step, trainer.last_saved = trainer.step, restored
+    return trainer
+
+
+@contextlib.contextmanager
+def precision(mixed_precision: str):
+    """Layers built inside compute in ``mixed_precision`` (``none``: float32); variables stay
+    float32. Only while building: evaluation and export models built later are float32."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32" if mixed_precision == "none" else mixed_precision)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _restore_loss_scale(loss_scale, prefix: str, say: Callable[[str], None]) -> None:
+    try:
+        checkpoints.restore_from(tf.train.Checkpoint(loss_scale=loss_scale), prefix)
+    except (AssertionError, ValueError, tf.errors.OpError):
+        say(f"{prefix} holds no loss scale (trained without mixed_float16): it starts afresh")
+
+
+def _check_same_trainables(model: keras.Model, prefix: str) -> None:
+    """Refuses a resume whose trainable variables differ from the checkpoint's (fine_tuning
+    changed, say): the optimizer's slots would land in the wrong variables."""
+    saved = names.optimizer_variable_names(prefix)
+    current = names.tensorflow_names(model.trainable_variables)
+    if saved is not None and saved != current:
+        changed = sorted(set(saved) ^ set(current))
+        raise checkpoints.CheckpointError(
+            f"{prefix} trained {len(saved)} variables, this model has {len(current)} trainable "
+            f"({', '.join(changed[:3]) or 'in another order'}...): what trains changed (a part "
+            "frozen or unfrozen, another model); train into a new model_dir, with "
+            "warm_start_from to start from this one"
+        )
+
+
+class _StatisticsRefresher:
+    """Re-estimates batch-norm statistics from ``batches`` training batches of an input
+    pipeline of its own."""
+
+    def __init__(self, refresh: Callable, iterator, batches: int):
+        self.refresh, self.iterator, self.batches = refresh, iterator, batches
+
+    def __call__(self) -> None:
+        self.refresh(self.iterator, tf.constant(self.batches, tf.int64))
+
+
+def _statistics_refresher(strategy, model, input_fn, batches: int) -> _StatisticsRefresher | None:
+    refresh = batch_norm.build_refresh(strategy, model) if batches else None
+    if refresh is None:
+        return None
+    iterator = iter(distribute.distribute_dataset(strategy, input_fn))
+    return _StatisticsRefresher(refresh, iterator, batches)
+
+
+def _restore_input_position(saved: dict, prefix: str, say: Callable[[str], None]) -> None:
+    iterators = {k: v for k, v in saved.items() if k.endswith("iterator")}
+    try:
+        checkpoints.restore_from(tf.train.Checkpoint(**iterators), prefix)
+        say("the input pipeline resumes at its saved position")
+    except (AssertionError, ValueError, tf.errors.OpError):
+        say(f"{prefix} holds no input position: the input pipeline starts afresh")

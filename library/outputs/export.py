@@ -1,0 +1,99 @@
+"""The exported model: a SavedModel whose ``serving_default`` takes the inputs the project
+declares (``serving_inputs``) and returns what its ``predictions_fn`` returns."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+
+import keras
+import tensorflow as tf
+
+from library.contract import Functions, model_inputs
+
+
+class ExportError(Exception):
+    """The project declares no serving inputs: one line, exit status 2."""
+
+
+def serving_specs(functions: Functions, params: Mapping) -> dict[str, tf.TensorSpec]:
+    """The declared serving inputs, each spec named after its key, sorted by name.
+
+    Raises:
+        ExportError: the project declares none.
+    """
+    if functions.serving_inputs is None or functions.serving_fn is None:
+        raise ExportError(
+            "exporting needs the project's serving_inputs(params) -> {name: tf.TensorSpec} and "
+            "serving_fn(inputs, params) -> features (library/contract.py)"
+        )
+    specs = dict(functions.serving_inputs(params))
+    return {
+        name: tf.TensorSpec(specs[name].shape, specs[name].dtype, name=name)
+        for name in sorted(specs)
+    }
+
+
+def predict_function(model: keras.Model, functions: Functions, params: Mapping) -> Callable:
+    """``inputs -> predictions``: serving_fn, the model in inference mode, predictions_fn."""
+
+    def predict(inputs):
+        features = model_inputs(model, functions.serving_fn(inputs, params))
+        return dict(functions.predictions_fn(model(features, training=False), params))
+
+    return predict
+
+
+def serving_module(model: keras.Model, functions: Functions, params: Mapping) -> tf.Module:
+    """A module whose ``serve`` takes the declared serving inputs and returns the predictions.
+
+    The module holds the model's variables and ``serve``, not the Keras model (as Keras' own
+    ``ExportArchive`` does): saving the Keras layers as well took two to four times as long,
+    and a best-model export runs at every new best.
+    """
+    specs = serving_specs(functions, params)
+    predict = predict_function(model, functions, params)
+    names = list(specs)
+
+    @tf.function(input_signature=list(specs.values()))
+    def serve(*tensors):
+        return predict(dict(zip(names, tensors, strict=True)))
+
+    module = tf.Module()
+    module.model_variables, module.serve = list(model.variables), serve
+    return module
+
+
+def save_serving_module(module: tf.Module, directory: str) -> None:
+    """Writes ``module`` as a SavedModel with ``serving_default`` = ``module.serve``."""
+    tf.saved_model.save(module, directory, signatures={"serving_default": module.serve})
+
+
+def export_saved_model(module: tf.Module, export_dir: str) -> str:
+    """Writes ``module`` to ``export_dir/<timestamp>`` through a temporary folder; the path."""
+    final = os.path.join(export_dir, str(int(time.time())))
+    temporary = f"{final}.tmp-{os.getpid()}"
+    save_serving_module(module, temporary)
+    tf.io.gfile.rename(temporary, final)
+    return final
+
+
+def predict(
+    model: keras.Model, input_fn: Callable[[], tf.data.Dataset], functions: Functions, params
+) -> Iterator[dict]:
+    """Yields one dict of predictions per example of ``input_fn``'s feature batches (plus
+    ``filename`` when the features have it)."""
+    predict_batch = tf.function(
+        lambda f: dict(
+            functions.predictions_fn(model(model_inputs(model, f), training=False), params)
+        ),
+        reduce_retracing=True,
+    )
+    for element in input_fn():
+        features = element[0] if isinstance(element, tuple) else element
+        batch = {k: v.numpy() for k, v in predict_batch(features).items()}
+        if isinstance(features, Mapping) and "filename" in features:
+            batch["filename"] = features["filename"].numpy()
+        for i in range(len(next(iter(batch.values())))):
+            yield {k: v[i] for k, v in batch.items()}

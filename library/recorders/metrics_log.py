@@ -1,0 +1,70 @@
+"""``metrics.jsonl``: one line per evaluation, the record that says an evaluation happened
+(the plots, the rules of patience and the resume are all read from it)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from library.outputs.files import atomic_write_text
+from library.recorders.base import Evaluation, Recorder
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def row(evaluation: Evaluation) -> dict:
+    """The line of an evaluation: step, epoch, train loss (and terms), every evaluation
+    result as ``eval_<name>``, the learning rate."""
+    record = {
+        "step": evaluation.step,
+        "epoch": None if evaluation.epoch is None else round(evaluation.epoch, 4),
+        "train_loss": evaluation.train_loss,
+    }
+    record.update({f"train_loss/{k}": v for k, v in evaluation.train_terms.items()})
+    record.update({f"eval_{k}": v for k, v in evaluation.results.items()})
+    record["learning_rate"] = evaluation.learning_rate
+    return record
+
+
+def append_metrics(model_dir: str, record: dict) -> None:
+    """Appends one evaluation as a JSON line (flushed, so a kill loses at most that line)."""
+    with open(os.path.join(model_dir, METRICS_FILE), "a", encoding="utf-8") as stream:
+        stream.write(json.dumps(record) + "\n")
+        stream.flush()
+        os.fsync(stream.fileno())
+
+
+def read_metrics(model_dir: str) -> list[dict]:
+    """The evaluations recorded so far; a line cut short by a kill is ignored."""
+    path = os.path.join(model_dir, METRICS_FILE)
+    if not os.path.exists(path):
+        return []
+    records = []
+    with open(path, encoding="utf-8") as stream:
+        for line in stream:
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return records
+
+
+def truncate_metrics(model_dir: str, last_step: int) -> None:
+    """Drops evaluations after ``last_step``: after a resume they will be made again."""
+    records = read_metrics(model_dir)
+    kept = [r for r in records if r.get("step", 0) <= last_step]
+    if len(kept) != len(records):
+        text = "".join(json.dumps(r) + "\n" for r in kept)
+        atomic_write_text(os.path.join(model_dir, METRICS_FILE), text)
+
+
+class AppendMetrics(Recorder):
+    """One line per evaluation in ``metrics.jsonl``."""
+
+    essential = True
+
+    def __init__(self, model_dir: str):
+        self.model_dir = model_dir
+
+    def on_evaluation(self, evaluation: Evaluation) -> None:
+        append_metrics(self.model_dir, row(evaluation))

@@ -1,0 +1,1 @@
+"""Searches over hyperparameters: one key's values in turn (``sweep``)."""
