@@ -34,6 +34,25 @@ def stripes_records(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="session")
+def regression_data(tmp_path_factory):
+    """128 training and 64 evaluation rows as records with manifests (the library's writer,
+    2 shards each), and the evaluation rows again as CSV (``eval.csv``)."""
+    from library.data.records import RecordWriter, example
+
+    folder = tmp_path_factory.mktemp("regression")
+    for name, count, seed in (("train", 128, 1), ("eval", 64, 2)):
+        writer = RecordWriter(str(folder), name, num_shards=2)
+        rows = support.regression_rows(count, seed)
+        for row in rows:
+            writer.write(example(row))
+        writer.close(columns=list(row))
+    with open(folder / "eval.csv", "w", encoding="utf-8") as stream:
+        stream.write("a,b,c,y\n")
+        stream.writelines(f"{r['a']},{r['b']},{r['c']},{r['y']}\n" for r in rows)
+    return folder
+
+
 @dataclass(frozen=True)
 class TrainedRun:
     """A run of the test project with everything on (``full``), as ``run.py`` trains it: 4

@@ -12,8 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
-from projects import classifier
+from projects import classifier, regression
 from projects.classifier import hyperparameters as declarations
+from projects.regression import hyperparameters as regression_declarations
+
+REGRESSION = (regression_declarations, regression.load_project)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -86,6 +89,30 @@ def specs(run_params, max_steps, eval_files=None):
     files = eval_files or run_params.eval_files
     evaluation = EvalSpec(lambda ctx=None: input_fn(files, ModeKeys.EVAL, run_params, ctx))
     return train, evaluation
+
+
+def regression_argv(data=None, folder=None, *extra) -> list[str]:
+    """The command line of a run of the regression project on ``data`` (train-* and eval-*
+    records with manifests), into ``folder``."""
+    flags = ["--project_file", regression.PROJECT_FILE]
+    if data is not None:
+        flags += ["--train_files", os.path.join(data, "train-*.tfrecord")]
+        flags += ["--eval_files", os.path.join(data, "eval-*.tfrecord")]
+    if folder is not None:
+        flags += ["--model_dir", os.path.join(folder, "model")]
+        flags += ["--best_model_dir", os.path.join(folder, "best")]
+    return [*flags, *extra]
+
+
+def regression_rows(count, seed):
+    """``count`` rows ``{a, b, c, y}``: y = 2a - b + c/2 + noise."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(count, 3)).astype(np.float32)
+    y = 2 * x[:, 0] - x[:, 1] + 0.5 * x[:, 2] + rng.normal(scale=0.1, size=count)
+    return [
+        {"a": float(a), "b": float(b), "c": float(c), "y": float(t)}
+        for (a, b, c), t in zip(x, y.astype(np.float32), strict=True)
+    ]
 
 
 # -- the command line -------------------------------------------------------------------------

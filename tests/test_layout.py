@@ -51,6 +51,81 @@ def test_library_never_imports_project():
         assert module.split(".")[0] != "project", f"{path} imports {module}"
 
 
+def core_files():
+    """The task-neutral core: library/ without its image-classification kit."""
+    for place, _, files in os.walk(os.path.join(ROOT, "library")):
+        if os.path.relpath(place, ROOT).split(os.sep)[:2] == ["library", "vision"]:
+            continue
+        yield from (os.path.join(place, f) for f in files if f.endswith(".py"))
+
+
+def test_the_core_imports_no_kit_module():
+    kit = os.path.join(ROOT, "library", "vision")
+    for path, module in imported_modules("library"):
+        if path.startswith(kit):
+            continue
+        assert not module.startswith("library.vision"), f"{path} imports {module}"
+
+
+def texts(node):
+    """The literal text of a message expression: its string constants and f-string parts,
+    not the expressions inside them (``{values['key']}`` is no text of the message)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        yield node.value
+    elif isinstance(node, ast.JoinedStr):
+        for part in node.values:
+            yield from texts(part)
+    elif isinstance(node, (ast.BinOp, ast.Call)):
+        for child in ast.iter_child_nodes(node):
+            yield from texts(child)
+
+
+def messages(path):
+    """The text of every message a core module raises or says."""
+    with open(path, encoding="utf-8") as stream:
+        tree = ast.parse(stream.read(), path)
+    for node in ast.walk(tree):
+        name = getattr(getattr(node, "func", None), "id", None) or getattr(
+            getattr(node, "func", None), "attr", ""
+        )
+        if isinstance(node, ast.Raise) and node.exc is not None:
+            yield from ((node.lineno, text) for text in texts(node.exc))
+        elif isinstance(node, ast.Call) and name in ("say", "print"):
+            for argument in node.args:
+                yield from ((node.lineno, text) for text in texts(argument))
+
+
+def test_the_core_names_no_feature_class_or_project_hyperparameter():
+    """The core assumes nothing about the task: no image or label feature, no class, and its
+    messages name no hyperparameter of a project (the shipped one's or the test projects')."""
+    from projects.classifier import hyperparameters as classifier
+    from projects.regression import hyperparameters as regression
+
+    from library.config import RUN_OPTIONS
+    from project.hyperparameters import HYPERPARAMETERS
+
+    library_keys = {f.name for f in RUN_OPTIONS}
+    project_keys = {
+        f.name
+        for fields in (HYPERPARAMETERS, classifier.HYPERPARAMETERS, regression.HYPERPARAMETERS)
+        for f in fields
+    } - library_keys
+    for path in core_files():
+        with open(path, encoding="utf-8") as stream:
+            tree = ast.parse(stream.read(), path)
+        keys = {
+            node.value
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)
+        }
+        assert not keys & {"image", "image_bytes", "label", "labels.txt", "class", "class_name"}, (
+            path
+        )
+        for line, text in messages(path):
+            named = [k for k in project_keys if re.search(rf"\b{k}\b", text)]
+            assert not named, f"{path}:{line} names {named} in {text!r}"
+
+
 def test_the_library_tests_never_import_project():
     for folder in ("tests/library", "tests/projects", "tests/examples"):
         for path, module in imported_modules(folder):

@@ -258,8 +258,9 @@ def _export_encoder(params: Params, functions: Functions) -> int:
     directory = params.export_encoder_dir or os.path.join(params.model_dir, "encoder")
     encoder = hub.encoder_of(model, params.encoder_layer)
     hub.export_module(encoder, directory)
+    layer = params.encoder_layer or "the input of the last layer"
     print(
-        f"exported the encoder of {prefix} ({len(encoder.variables)} variables, output "
+        f"exported {prefix} up to {layer} ({len(encoder.variables)} variables, output "
         f"{encoder.output.shape[1:]}) as a reusable SavedModel: {directory}  (a module for "
         "HubModule / TF Hub)"
     )

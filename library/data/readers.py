@@ -24,6 +24,8 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 import tensorflow as tf
 
+from library.data.records import MANIFEST_SUFFIX
+
 Row = tuple[str, "dict[str, np.ndarray] | str"]
 
 
@@ -124,7 +126,10 @@ READERS = {
 
 
 def read_file(path: str, inputs: Mapping[str, tf.TensorSpec]) -> Iterator[Row]:
-    """The examples of ``path``, by its suffix (``READERS``)."""
+    """The examples of ``path``, by its suffix (``READERS``); none of a records manifest
+    (a folder of the library's records holds one beside its shards)."""
+    if path.endswith(MANIFEST_SUFFIX):
+        return
     suffix = next((s for s in READERS if path.lower().endswith(s)), None)
     if suffix is None:
         yield path, f"not a file predict reads ({', '.join(READERS)}, or a project's reader)"

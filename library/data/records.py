@@ -187,10 +187,14 @@ def count_records(file_pattern: str) -> int | None:
 
 
 def manifest_paths(file_pattern: str) -> list[str]:
-    """The ``*.manifest.json`` files beside the files of ``file_pattern``."""
-    folders = sorted({os.path.dirname(f) for f in match_files(file_pattern)})
-    return [
-        m
-        for folder in folders
-        for m in tf.io.gfile.glob(os.path.join(folder, "*" + MANIFEST_SUFFIX))
-    ]
+    """The manifests of the datasets ``file_pattern`` reads: the ``*.manifest.json`` beside
+    its files that list one of them (a folder may hold the manifests of other splits too)."""
+    files = set(match_files(file_pattern))
+    found = []
+    for folder in sorted({os.path.dirname(f) for f in files}):
+        for path in tf.io.gfile.glob(os.path.join(folder, "*" + MANIFEST_SUFFIX)):
+            with tf.io.gfile.GFile(path) as stream:
+                shards = json.load(stream).get("shards", [])
+            if any(os.path.join(folder, shard["file"]) in files for shard in shards):
+                found.append(path)
+    return found

@@ -152,6 +152,14 @@ def distribute_dataset(
     return strategy.distribute_datasets_from_function(dataset_fn)
 
 
+def element_spec(strategy: tf.distribute.Strategy, dataset, input_fn: Callable):
+    """The ``(features, labels)`` spec of one replica's batches of a distributed ``dataset``
+    (built again from ``input_fn`` when several replicas make the spec per-replica)."""
+    if strategy.num_replicas_in_sync == 1:
+        return dataset.element_spec
+    return call_input_fn(input_fn).element_spec
+
+
 def first_replica(strategy: tf.distribute.Strategy, value):
     """The first replica's part of a per-replica value (e.g. for a picture of the input)."""
     return strategy.experimental_local_results(value)[0]

@@ -64,6 +64,7 @@ class Evaluator:
         self.functions, self.params, self.strategy = functions, params, strategy
         self.recorders = recorders
         self._compiled: tuple | None = None  # (model, loss metrics, metrics, extras, eval step)
+        self._datasets: tuple | None = None  # (input_fn, its distributed dataset)
         self._restorable: keras.Model | None = None  # built once, for checkpoints
         self.terms: tuple[str, ...] = ()  # the loss terms, once compiled
         self.arrays: dict[str, np.ndarray] = {}  # the recorders' metrics, last evaluation
@@ -82,10 +83,10 @@ class Evaluator:
             input_fn: an input function of an optional input context.
             max_batches: stop after this many batches (None: the whole dataset).
         """
-        _, losses, metrics, extras, eval_step = self._compile(model, input_fn)
+        dataset = self._dataset(input_fn)
+        _, losses, metrics, extras, eval_step = self._compile(model, dataset, input_fn)
         for metric in [*losses.values(), *metrics.values(), *extras.values()]:
             metric.reset_state()
-        dataset = distribute.distribute_dataset(self.strategy, input_fn)
         self.first_batch, self.first_outputs, self.activations = None, None, {}
         for batches, (features, labels) in enumerate(dataset):
             if max_batches and batches >= max_batches:
@@ -106,10 +107,18 @@ class Evaluator:
         self.arrays = {name: np.asarray(m.result()) for name, m in extras.items()}
         return results
 
-    def _compile(self, model: keras.Model, input_fn: Callable) -> tuple:
+    def _dataset(self, input_fn: Callable):
+        """The distributed dataset of ``input_fn``, built once: each evaluation iterates it
+        anew (building a pipeline costs a tenth of a second or more)."""
+        if self._datasets is None or self._datasets[0] is not input_fn:
+            self._datasets = (input_fn, distribute.distribute_dataset(self.strategy, input_fn))
+        return self._datasets[1]
+
+    def _compile(self, model: keras.Model, dataset, input_fn: Callable) -> tuple:
         if self._compiled is None or self._compiled[0] is not model:
             loss_fn, params = self.functions.loss_fn, self.params
-            self.terms = steps.loss_terms(loss_fn, model, params, input_fn)
+            spec = distribute.element_spec(self.strategy, dataset, input_fn)
+            self.terms = steps.loss_terms(loss_fn, model, params, spec)
             with self.strategy.scope():
                 names = ["loss", *(f"loss/{term}" for term in self.terms)]
                 losses = {name: keras.metrics.Mean(name=name) for name in names}

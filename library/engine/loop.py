@@ -125,5 +125,5 @@ def _divergence(trainer: Trainer, step: int, in_a_row: int) -> str:
     return (
         f"loss or gradient was NaN/Inf for {in_a_row} steps in a row at step {step} "
         f"(weights kept from before); last good checkpoint: {last_good}; "
-        "lower the learning_rate or check the input data"
+        "lower the learning rate or check the input data"
     )

@@ -16,7 +16,6 @@ import keras
 import tensorflow as tf
 
 from library.contract import model_inputs
-from library.engine.distribute import call_input_fn
 
 _FIRST = tf.VariableAggregation.ONLY_FIRST_REPLICA  # counters: every replica counts the same
 _SUM = tf.VariableAggregation.SUM  # sums each replica adds to
@@ -91,12 +90,12 @@ class StepState(tf.Module):
 
 
 def loss_terms(
-    loss_fn: Callable, model: keras.Model, params: Mapping, input_fn: Callable
+    loss_fn: Callable, model: keras.Model, params: Mapping, element_spec
 ) -> tuple[str, ...]:
     """The names of the terms ``loss_fn`` returns (sorted), or ``()`` for one loss: found by
-    tracing it on the symbolic outputs of ``model`` and labels of ``input_fn``'s dataset
-    (nothing runs)."""
-    _, labels_spec = call_input_fn(input_fn).element_spec
+    tracing it on the symbolic outputs of ``model`` and the labels of ``element_spec`` (a
+    dataset's ``(features, labels)`` spec); nothing runs."""
+    features_spec, labels_spec = element_spec
 
     def spec(tensor):
         return tf.TensorSpec(tensor.shape, tensor.dtype)
@@ -104,7 +103,6 @@ def loss_terms(
     try:
         outputs_spec = tf.nest.map_structure(spec, model.output)
     except (AttributeError, ValueError):  # a subclassed model: trace it as well
-        features_spec, _ = call_input_fn(input_fn).element_spec
         probe = tf.function(
             lambda f, y: loss_fn(y, model(model_inputs(model, f), training=False), params)
         )

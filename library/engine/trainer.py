@@ -92,7 +92,9 @@ def create_trainer(
     keras.utils.set_random_seed(params.random_seed)
     with strategy.scope(), precision(params.mixed_precision):
         model = functions.model_fn(params)
-    terms = steps.loss_terms(functions.loss_fn, model, params, input_fn)
+    dataset = distribute.distribute_dataset(strategy, input_fn, params.data_service_address)
+    spec = distribute.element_spec(strategy, dataset, input_fn)
+    terms = steps.loss_terms(functions.loss_fn, model, params, spec)
     with strategy.scope():
         state = steps.StepState(terms)
     restored = checkpoints.restore_latest(
@@ -128,7 +130,7 @@ def create_trainer(
         saved["loss_scale"] = loss_scale
         if restored:
             _restore_loss_scale(loss_scale, restored, say)
-    iterator = iter(distribute.distribute_dataset(strategy, input_fn, params.data_service_address))
+    iterator = iter(dataset)
     refresh_statistics = _statistics_refresher(
         strategy, model, input_fn, params.batch_norm_refresh_batches
     )

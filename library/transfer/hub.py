@@ -30,14 +30,14 @@ def resolve_handle(handle: str) -> str:
     if tf.io.gfile.isdir(handle):
         return handle
     if os.path.sep in handle and not handle.startswith(("http://", "https://")):
-        raise HubError(f"hub_handle: no SavedModel folder at {handle}")
+        raise HubError(f"module: no SavedModel folder at {handle}")
     import tensorflow_hub  # imports tf_keras: only for a remote handle
 
     try:
         return tensorflow_hub.resolve(handle)
     except Exception as error:  # any failure to fetch gets the same advice
         raise HubError(
-            f"hub_handle {handle}: cannot be resolved ({type(error).__name__}: {error}); "
+            f"module {handle}: cannot be resolved ({type(error).__name__}: {error}); "
             "download it once and give its local folder"
         ) from None
 
@@ -49,11 +49,11 @@ def load_module(handle: str) -> tf.Module:
         module = tf.saved_model.load(path)
     except (OSError, ValueError, tf.errors.OpError) as error:
         reason = str(error).strip().splitlines()[0]
-        raise HubError(f"hub_handle {handle}: not a loadable SavedModel ({reason})") from None
+        raise HubError(f"module {handle}: not a loadable SavedModel ({reason})") from None
     missing = [a for a in ("__call__", "variables") if not hasattr(module, a)]
     if missing:
         raise HubError(
-            f"hub_handle {handle}: not a reusable SavedModel (it has no {', '.join(missing)}); "
+            f"module {handle}: not a reusable SavedModel (it has no {', '.join(missing)}); "
             "export a TF2 module with __call__(inputs, training) and variables"
         )
     return module
@@ -108,7 +108,7 @@ class HubModule(keras.layers.Layer):
         except (TypeError, ValueError) as error:
             reason = str(error).strip().splitlines()[0]
             raise HubError(
-                f"hub_handle {self.handle}: the module does not take images of shape "
+                f"module {self.handle}: the module does not take images of shape "
                 f"{list(images.shape[1:])} with training=False ({reason}); check the size the model gives it"
             ) from None
         shape = concrete.output_shapes

@@ -124,7 +124,9 @@ def update_scales(
             variables.append(variable)
             scales.append(factor)
     if not variables:
-        raise TransferError("nothing trains: lr_mult and fine_tuning freeze every variable")
+        raise TransferError(
+            "nothing trains: lr_mult and the layers the model freezes leave no variable to train"
+        )
     for pattern, (count, parameters) in covered.items():
         if not count:
             raise TransferError(f"lr_mult: {pattern!r} matches no trainable variable, or only ones an earlier pattern took (see --mode inspect)")  # fmt: skip

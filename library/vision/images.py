@@ -18,21 +18,27 @@ def decode_and_random_crop(
     seed: tf.Tensor,
     min_area: float = 0.25,
     aspect_ratio_range: tuple[float, float] = (3 / 4, 4 / 3),
+    keep: tf.Tensor | None = None,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """A random window of an encoded image: ``(uint8 [h, w, 3], window)``, ``window`` being
     ``[ymin, xmin, ymax, xmax]`` of the crop in the whole image, as fractions (what
     ``boxes_in_window`` takes).
 
-    JPEGs are decoded only inside the window (``decode_and_crop_jpeg``); other formats are
-    decoded whole, then cropped.
+    With ``keep`` (a box ``[ymin, xmin, ymax, xmax]`` in fractions), the window holds that
+    box whole (an object that must stay in the picture). JPEGs are decoded only inside the
+    window (``decode_and_crop_jpeg``); other formats are decoded whole, then cropped.
     """
+    if keep is None:
+        boxes, covered = tf.constant([0.0, 0.0, 1.0, 1.0], shape=[1, 1, 4]), min_area
+    else:
+        boxes, covered = tf.reshape(tf.cast(keep, tf.float32), [1, 1, 4]), 1.0
 
     def window(shape):
         begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
             tf.stack([shape[0], shape[1], 3]),
-            bounding_boxes=tf.constant([0.0, 0.0, 1.0, 1.0], shape=[1, 1, 4]),
+            bounding_boxes=boxes,
             seed=seed,
-            min_object_covered=min_area,
+            min_object_covered=covered,
             aspect_ratio_range=aspect_ratio_range,
             area_range=(min_area, 1.0),
             max_attempts=10,

@@ -1,0 +1,36 @@
+"""A project variant with one encoder and two heads: which digit, and where (its bounding box),
+on a 64-px canvas made from scikit-learn's handwritten digits (nothing is downloaded).
+
+    python -m examples.digit_boxes       # data, train, evaluate, export, reload, predict
+
+A loss of two named terms (``class``, ``box``), each logged beside the total; a box metric
+(``box_iou``) that picks the best checkpoint; a random crop that keeps the digit whole and
+moves its box with it (the image kit's ``decode_and_random_crop`` returns its window). The
+kit's pieces (records, decoding, the ``image_bytes`` serving input, image files for predict,
+the figures of a classifier) come in through the contract's doors.
+"""
+
+import os
+
+FOLDER = os.path.dirname(os.path.abspath(__file__))
+PROJECT_FILE = os.path.join(FOLDER, "project.yaml")
+BOX_KEY = "image/object/bbox"  # [ymin, xmin, ymax, xmax], fractions of the canvas
+
+
+def load_project() -> dict:
+    """The functions by contract name (library/contract.py), imported late."""
+    from examples.digit_boxes import functions
+    from library.vision import serving
+
+    return {
+        "input_fn": functions.input_fn,
+        "model_fn": functions.model_fn,
+        "loss_fn": functions.loss_fn,
+        "optimizer_fn": functions.optimizer_fn,
+        "metrics_fn": functions.metrics_fn,
+        "predictions_fn": functions.predictions_fn,
+        "serving_inputs": serving.image_bytes_inputs,
+        "serving_fn": functions.serving_fn,
+        "predict_reader": serving.read_image_file,
+        "callbacks_fn": functions.callbacks_fn,
+    }

@@ -1,0 +1,18 @@
+#!/usr/bin/env python3
+"""The digit_boxes's run.py: `python examples/digit_boxes/run.py [--mode ...]`, every mode of the
+scaffold's run.py, on this project's sets (examples/digit_boxes/project.yaml)."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from examples import digit_boxes
+from examples.digit_boxes import hyperparameters
+from library.cli import main
+
+if __name__ == "__main__":
+    argv = sys.argv[1:]
+    if not any(a.split("=")[0] == "--project_file" for a in argv):  # this project's sets
+        argv = ["--project_file", digit_boxes.PROJECT_FILE, *argv]
+    sys.exit(main(argv, hyperparameters, digit_boxes.load_project))
