@@ -15,12 +15,6 @@ from library.recorders.base import Action, Recorders
 from library.recorders.metrics_log import read_metrics
 
 
-def checkpoint_values(state) -> tuple[float | None, dict[str, float], float]:
-    """``(train loss, loss terms, learning rate)`` as a step state holds them: the means since
-    the previous checkpoint (None and {} if no step counted) and the rate of the last step."""
-    return state.checkpoint_loss(), state.checkpoint_terms(), float(state.learning_rate.numpy())
-
-
 class LogProgress(Action):
     """Train loss (and its terms), learning rate, gradient and parameter norms, throughput and
     the share of time spent waiting for input: the log line, TensorBoard (``train/``) and the
@@ -74,7 +68,7 @@ class SaveCheckpoint(Action):
 
     def __call__(self, step: int) -> None:
         self.last = self.trainer.save()
-        self.recorded = checkpoint_values(self.trainer.state)
+        self.recorded = self.trainer.state.recorded()
         self.trainer.state.reset_checkpoint_loss()  # the next checkpoint's period
 
 
@@ -156,7 +150,7 @@ class Evaluate(Action):
             return
         say(f"step {step} was saved but never evaluated (the run stopped in between): evaluating")
         self.saver.last = trainer.restored
-        self.saver.recorded = checkpoint_values(trainer.state)
+        self.saver.recorded = trainer.state.recorded()
         self(step)
 
     def finish(self) -> None:

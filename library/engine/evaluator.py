@@ -13,7 +13,6 @@ import tensorflow as tf
 from library.config import Params
 from library.contract import Functions
 from library.engine import distribute, steps
-from library.engine.actions import checkpoint_values
 from library.outputs import checkpoints
 from library.recorders.base import Evaluation, Recorders
 from library.recorders.metrics_log import read_metrics
@@ -221,7 +220,7 @@ def evaluate_continuously(
             results = evaluator.evaluate(model, input_fn, max_batches)
             if evaluator.terms and not state.terms:  # known now: read them from the checkpoint
                 _, state = evaluator.restore(prefix, evaluator.terms)
-            train_loss, train_terms, learning_rate = checkpoint_values(state)
+            train_loss, train_terms, learning_rate = state.recorded()
             evaluation = evaluator.evaluation(
                 step, plan.epoch(step), results, model, prefix, train_loss, train_terms,
                 learning_rate,

@@ -82,6 +82,12 @@ class StepState(tf.Module):
         self.log_terms_count.assign(0.0)
         return {name: float(t) / count if count else float("nan") for name, t in zip(self.terms, totals, strict=True)}  # fmt: skip
 
+    def recorded(self) -> tuple[float | None, dict[str, float], float]:
+        """``(train loss, loss terms, learning rate)`` as a checkpoint of this state holds
+        them: the means since the previous checkpoint (None and {} if no step counted) and
+        the rate of the last step."""
+        return self.checkpoint_loss(), self.checkpoint_terms(), float(self.learning_rate.numpy())
+
     def reset_checkpoint_loss(self) -> None:
         self.checkpoint_loss_total.assign(0.0)
         self.checkpoint_loss_count.assign(0.0)

@@ -16,6 +16,8 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
+from library.outputs.files import atomic_write_text
+
 CHECKPOINT_PREFIX = "ckpt"
 _NUMBERED = re.compile(rf"^{CHECKPOINT_PREFIX}-(\d+)\.index$")
 
@@ -120,11 +122,7 @@ def rewrite_state(directory: str, prefixes: list[str]) -> None:
         for p in prefixes
     ]
     lines.append("last_preserved_timestamp: 0.0")
-    path = os.path.join(directory, "checkpoint")
-    temporary = f"{path}.tmp-{os.getpid()}"
-    with tf.io.gfile.GFile(temporary, "w") as stream:
-        stream.write("\n".join(lines) + "\n")
-    tf.io.gfile.rename(temporary, path, overwrite=True)
+    atomic_write_text(os.path.join(directory, "checkpoint"), "\n".join(lines) + "\n")
 
 
 def resolve_checkpoint(choice: str, model_dir: str, best_model_dir: str) -> str:

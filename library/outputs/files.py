@@ -18,18 +18,23 @@ def is_remote(path: str) -> bool:
 
 def atomic_write_text(path: str, text: str) -> None:
     """Writes ``text`` to a temporary name beside ``path``, then renames it into place."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Writes ``data`` to a temporary name beside ``path``, then renames it into place."""
     temporary = f"{path}.tmp-{os.getpid()}"
     if is_remote(path):
         import tensorflow as tf
 
         tf.io.gfile.makedirs(os.path.dirname(path))
-        with tf.io.gfile.GFile(temporary, "w") as stream:
-            stream.write(text)
+        with tf.io.gfile.GFile(temporary, "wb") as stream:
+            stream.write(data)
         tf.io.gfile.rename(temporary, path, overwrite=True)
         return
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(temporary, "w", encoding="utf-8") as stream:
-        stream.write(text)
+    with open(temporary, "wb") as stream:
+        stream.write(data)
         stream.flush()
         os.fsync(stream.fileno())
     os.replace(temporary, path)

@@ -4,6 +4,7 @@ them after each evaluation, in the background."""
 
 from __future__ import annotations
 
+import io
 import math
 import os
 
@@ -13,16 +14,17 @@ import numpy as np
 matplotlib.use("Agg")  # files only: no display needed, none wanted
 import matplotlib.pyplot as plt
 
+from library.outputs.files import atomic_write_bytes
 from library.recorders.base import Background, Evaluation, Recorder
 from library.recorders.metrics_log import read_metrics
 
 
 def save_figure(figure, path: str) -> None:
-    """Writes ``figure`` as a PNG through a temporary name, and closes it."""
-    temporary = f"{path}.tmp-{os.getpid()}.png"
-    figure.savefig(temporary, dpi=110, bbox_inches="tight")
+    """Writes ``figure`` as a PNG atomically, and closes it."""
+    out = io.BytesIO()
+    figure.savefig(out, format="png", dpi=110, bbox_inches="tight")
     plt.close(figure)
-    os.replace(temporary, path)
+    atomic_write_bytes(path, out.getvalue())
 
 
 def loss_scale(values: list) -> str:
