@@ -153,3 +153,28 @@ def test_each_worker_reads_its_share_of_the_files_or_of_the_records(stripes_reco
     assert by_record[0] | by_record[1] == {
         r.numpy() for r in pipeline.read_records(one_file, False)
     }
+
+
+def test_records_of_any_schema_are_counted_from_their_own_manifest(tmp_path):
+    """Two datasets in one folder: each pattern counts and names its own manifest only."""
+    for name, count in (("a", 5), ("b", 7)):
+        writer = data_records.RecordWriter(str(tmp_path), name, num_shards=2)
+        for i in range(count):
+            writer.write(data_records.example({"x": float(i), "y": [i, i + 1], "tag": f"r{i}"}))
+        manifest = writer.close(source="test")
+        assert manifest["num_records"] == count and manifest["source"] == "test"
+    assert data_records.count_records(str(tmp_path / "a-*")) == 5
+    assert data_records.count_records(str(tmp_path / "b-*")) == 7
+    assert data_records.manifest_paths(str(tmp_path / "a-*")) == [str(tmp_path / "a.manifest.json")]
+    assert not [n for n in os.listdir(tmp_path) if ".tmp-" in n]
+    parsed = tf.io.parse_single_example(
+        next(iter(tf.data.TFRecordDataset(str(tmp_path / "b-00000-of-00002.tfrecord")))),
+        {
+            "x": tf.io.FixedLenFeature([], tf.float32),
+            "y": tf.io.FixedLenFeature([2], tf.int64),
+            "tag": tf.io.FixedLenFeature([], tf.string),
+        },
+    )
+    assert (float(parsed["x"]), parsed["y"].numpy().tolist(), parsed["tag"].numpy()) == (0.0, [0, 1], b"r0")  # fmt: skip
+    with pytest.raises(data_records.RecordError, match="exists; pass --overwrite"):
+        data_records.RecordWriter(str(tmp_path), "a", num_shards=1)
