@@ -84,9 +84,13 @@ def messages(path):
         if isinstance(node, ast.JoinedStr):
             parts = [p.value for p in node.values if isinstance(p, ast.Constant)]
             yield node.lineno, "".join(parts)
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
-            if id(node) not in docstrings and " " in node.value:
-                yield node.lineno, node.value
+        elif (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and id(node) not in docstrings
+            and " " in node.value
+        ):
+            yield node.lineno, node.value
 
 
 def test_the_core_names_no_feature_class_or_project_hyperparameter():
@@ -95,10 +99,8 @@ def test_the_core_names_no_feature_class_or_project_hyperparameter():
     from projects.classifier import hyperparameters as classifier
     from projects.regression import hyperparameters as regression
 
-    from library.config import RUN_OPTIONS
+    from library.config import MODES, RUN_OPTIONS
     from project.hyperparameters import HYPERPARAMETERS
-
-    from library.config import MODES
 
     # The library's own words: its keys, its modes and their parts (export_encoder names an
     # encoder of its own).
