@@ -190,15 +190,18 @@ class Estimator:
 
     def _start(self, input_fn: InputFn, params: config.Params) -> Trainer:
         """Restores (or creates) the training state, then records what this start used."""
-        trainer = create_trainer(
-            self.functions,
-            params,
-            self.plan,
-            input_fn,
-            self.strategy,
-            self.say,
-            restore_dir=self.params.model_dir,
-        )
+        try:
+            trainer = create_trainer(
+                self.functions,
+                params,
+                self.plan,
+                input_fn,
+                self.strategy,
+                self.say,
+                restore_dir=self.params.model_dir,
+            )
+        except checkpoints.NotRestorable as error:
+            raise _what_changed(error, params) from None
         step = trainer.step
         resumed_at = step if trainer.restored else None
         differences = config.save_config(params, params.model_dir, resumed_at)
@@ -399,6 +402,28 @@ class _Finish(Action):
 
     def finish(self) -> None:
         self.recorders.finish()
+
+
+def _what_changed(error: checkpoints.NotRestorable, params: config.Params) -> Exception:
+    """The refusal said by what changed since the checkpoints were saved (the folder's saved
+    configuration), when that is known; else ``error`` as it is."""
+    saved = config.configuration_in_force(error.directory)
+    ignored = {"model_dir", "best_model_dir", "hyperparameter_file"}
+    changed = []
+    # A model is made by its hyperparameters: their changes first, the run options' if none.
+    for section in (config.HYPERPARAMETERS, config.PROJECT):
+        changed = changed or [
+            f"{key}: {saved[key]!r} -> {value!r}"
+            for key, value in params.section(section).items()
+            if key in saved and saved[key] != value and key not in ignored
+        ]
+    if not changed:
+        return error
+    return checkpoints.CheckpointError(
+        f"{error.directory}: its checkpoints do not restore into this model, which its saved "
+        f"configuration says changed ({'; '.join(changed)}); train into a new model_dir to "
+        "start apart, or go back to those values to resume"
+    )
 
 
 def train_and_evaluate(estimator: Estimator, train_spec: TrainSpec, eval_spec: EvalSpec) -> int:

@@ -26,6 +26,14 @@ class CheckpointError(Exception):
     """Checkpoints exist but none can be restored: never silently start from scratch."""
 
 
+class NotRestorable(CheckpointError):
+    """No checkpoint of ``directory`` restores into the model being trained."""
+
+    def __init__(self, message: str, directory: str):
+        super().__init__(message)
+        self.directory = directory
+
+
 def clean_leftovers(directory: str) -> list[str]:
     """Removes ``*_temp`` folders and ``*.tmp-*`` files left by killed saves."""
     removed = []
@@ -82,7 +90,7 @@ def restore_latest(
     if removed:
         say(f"removed leftovers of interrupted saves in {directory}: {', '.join(removed)}")
     candidates = numbered_checkpoints(directory)
-    problems = []
+    problems: list[tuple[str, str]] = []
     for number, prefix in candidates:
         try:
             restore_from(checkpoint, prefix)
@@ -92,16 +100,19 @@ def restore_latest(
                 if str(error).strip()
                 else type(error).__name__
             )
-            say(f"skipping checkpoint {prefix}: it does not restore ({reason})")
-            problems.append(prefix)
+            problems.append((prefix, reason))
             continue
+        for skipped, reason in problems:  # said only when an older one restores instead
+            say(f"skipping checkpoint {skipped}: it does not restore ({reason})")
         if not read_only and tf.train.latest_checkpoint(directory) != prefix:
             rewrite_state(directory, [p for n, p in reversed(candidates) if n <= number])
         return prefix
     if candidates:
-        raise CheckpointError(
-            f"{directory}: none of {len(candidates)} checkpoints restores (newest: {problems[0]}); "
-            "move them away to start from scratch"
+        newest, reason = problems[0]
+        raise NotRestorable(
+            f"{directory}: none of {len(candidates)} checkpoints restores (newest: {newest}: "
+            f"{reason}); move them away to start from scratch",
+            directory,
         )
     return None
 

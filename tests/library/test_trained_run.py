@@ -170,7 +170,10 @@ def test_a_refused_resume_leaves_the_saved_configuration_untouched(trained_copy)
     refused = run_cli(*trained_copy.argv, "--width", "12", "--train_steps", "6")
     assert refused.returncode == 2, refused.stderr
     line = one_line(refused.stderr)
-    assert "does not restore" in line or "none of" in line
+    # Named by what changed, from the folder's saved configuration, with the way out.
+    assert "its checkpoints do not restore into this model" in line
+    assert "(width: 8 -> 12)" in line and "train into a new model_dir" in line
+    assert "skipping checkpoint" not in refused.stdout  # no low-level lines before it
     with open("model/hyperparameters.yaml", encoding="utf-8") as stream:
         assert stream.read() == saved
     assert not os.path.exists(os.path.join("model", CHANGES_FILE))
