@@ -13,7 +13,7 @@ import yaml
 from library.config.params import Params
 from library.config.schema import HYPERPARAMETERS, PROJECT, ConfigError
 from library.config.sets import dump_yaml, load_sets
-from library.outputs.files import atomic_write_text
+from library.outputs.files import atomic_write_text, exists, read_text, remove
 
 
 def to_yaml(params: Params) -> str:
@@ -48,12 +48,12 @@ def save_config(params: Params, model_dir: str, resumed_at: int | None = None) -
         "hyperparameters.yaml": {params.hyperparameter_set: params.section(HYPERPARAMETERS)},
     }
     paths = {name: os.path.join(model_dir, name) for name in files}
-    if resumed_at is None or not all(os.path.isfile(p) for p in paths.values()):
+    if resumed_at is None or not all(exists(p) for p in paths.values()):
         for name, data in files.items():
             atomic_write_text(paths[name], dump_yaml(data))
         changes_path = os.path.join(model_dir, CHANGES_FILE)
-        if os.path.exists(changes_path):  # the history of an earlier run in this folder
-            os.remove(changes_path)
+        if exists(changes_path):  # the history of an earlier run in this folder
+            remove(changes_path)
         return []
     in_force = configuration_in_force(model_dir)
     current = {k: v for data in files.values() for k, v in next(iter(data.values())).items()}
@@ -92,8 +92,7 @@ def configuration_in_force(model_dir: str) -> dict[str, Any]:
 
 def _read_changes(model_dir: str) -> list[dict]:
     path = os.path.join(model_dir, CHANGES_FILE)
-    if not os.path.isfile(path):
+    if not exists(path):
         return []
-    with open(path, encoding="utf-8") as stream:
-        history = yaml.safe_load(stream)
+    history = yaml.safe_load(read_text(path))
     return history if isinstance(history, list) else []

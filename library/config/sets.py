@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import difflib
-import os
 from typing import Any
 
 import yaml
 
 from library.config.schema import ConfigError, StrictLoader
+from library.outputs.files import read_text
 
 
 class _Dumper(yaml.SafeDumper):
@@ -26,10 +26,10 @@ def dump_yaml(data: Any) -> str:
 
 def load_sets(path: str) -> dict[str, dict[str, Any]]:
     """Reads a YAML file of named sets safely, one clear line per problem."""
-    if not os.path.isfile(path):
-        raise ConfigError(f"{path}: file not found (check the path or create it)")
-    with open(path, encoding="utf-8") as stream:
-        text = stream.read()
+    try:
+        text = read_text(path)
+    except (FileNotFoundError, IsADirectoryError):
+        raise ConfigError(f"{path}: file not found (check the path or create it)") from None
     try:
         data = yaml.load(text, Loader=StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as error:

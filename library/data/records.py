@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from library.data.files import InputError, looks_like_tfrecord, match_files
+from library.outputs.files import remove_tree
 
 MANIFEST_SUFFIX = ".manifest.json"
 
@@ -92,7 +93,7 @@ class RecordWriter:
             tf.io.gfile.makedirs(self.out_dir)
             for leftover in tf.io.gfile.listdir(self.out_dir):  # of a killed writer
                 if leftover.startswith(prefix):
-                    tf.io.gfile.rmtree(os.path.join(self.out_dir, leftover.rstrip("/")))
+                    remove_tree(os.path.join(self.out_dir, leftover.rstrip("/")))
             path = os.path.join(self.out_dir, f"{prefix}{os.getpid()}")
             tf.io.gfile.makedirs(path)
         except (OSError, tf.errors.OpError) as error:
@@ -144,7 +145,7 @@ class RecordWriter:
         for writer in self.writers:
             writer.close()
         if tf.io.gfile.exists(self.temporary):
-            tf.io.gfile.rmtree(self.temporary)
+            remove_tree(self.temporary)
 
 
 # -- what the engine needs to know about the files -------------------------------------------

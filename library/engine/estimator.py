@@ -26,7 +26,7 @@ from library.engine.schedule import Plan
 from library.engine.trainer import Trainer, create_trainer
 from library.outputs import checkpoints, export, provenance
 from library.outputs.best import BestExporter
-from library.outputs.files import atomic_write_text
+from library.outputs.files import atomic_write_text, remove_tree
 from library.outputs.lock import FolderLock
 from library.recorders.base import Action, Recorder, Recorders, Run
 from library.recorders.best import KeepBest
@@ -170,7 +170,7 @@ class Estimator:
                     writers.flush()
         finally:
             if not chief:
-                tf.io.gfile.rmtree(params.model_dir)
+                remove_tree(params.model_dir)
 
     def _worker_params(self) -> config.Params:
         """The parameters of a worker that is not the chief: TensorFlow has every worker save
@@ -181,7 +181,7 @@ class Estimator:
         chief_dir = self.params.model_dir
         own = distribute.worker_dir(chief_dir, self.strategy)
         if tf.io.gfile.exists(own):  # left by a worker that was killed
-            tf.io.gfile.rmtree(own)
+            remove_tree(own)
         tf.io.gfile.makedirs(own)
         metrics = os.path.join(chief_dir, METRICS_FILE)
         if tf.io.gfile.exists(metrics):
@@ -200,7 +200,7 @@ class Estimator:
                 self.say,
                 restore_dir=self.params.model_dir,
             )
-        except checkpoints.NotRestorable as error:
+        except checkpoints.NotRestorableError as error:
             raise _what_changed(error, params) from None
         step = trainer.step
         resumed_at = step if trainer.restored else None
@@ -404,7 +404,7 @@ class _Finish(Action):
         self.recorders.finish()
 
 
-def _what_changed(error: checkpoints.NotRestorable, params: config.Params) -> Exception:
+def _what_changed(error: checkpoints.NotRestorableError, params: config.Params) -> Exception:
     """The refusal said by what changed since the checkpoints were saved (the folder's saved
     configuration), when that is known; else ``error`` as it is."""
     saved = config.configuration_in_force(error.directory)

@@ -19,7 +19,7 @@ from library.outputs.checkpoints import (
     numbered_checkpoints,
     rewrite_state,
 )
-from library.outputs.files import atomic_write_text
+from library.outputs.files import atomic_write_text, move_tree, remove_tree, temporary_folder
 
 BEST_JSON = "best.json"
 SAVED_MODEL = "saved_model"
@@ -144,15 +144,15 @@ class BestExporter:
             private = os.path.join(self.directory, f"export.tmp-{os.getpid()}")
             tf.io.gfile.makedirs(private)
             source = _link_files(prefix, os.path.join(private, CHECKPOINT_PREFIX))
-        temporary = f"{final}.tmp-{os.getpid()}"
+        temporary = temporary_folder(final)
         try:
             export_fn(source, temporary)
         finally:
-            tf.io.gfile.rmtree(private)
+            remove_tree(private)
         with self._lock:
             if tf.io.gfile.exists(final):
-                tf.io.gfile.rmtree(final)
-            tf.io.gfile.rename(temporary, final)
+                remove_tree(final)
+            move_tree(temporary, final)
             self.best["saved_model_step"] = best["step"]
             self._write_best()
         return final

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from library.outputs.files import atomic_write_text
+from library.outputs.files import atomic_write_text, remove_tree
 
 CHECKPOINT_PREFIX = "ckpt"
 _NUMBERED = re.compile(rf"^{CHECKPOINT_PREFIX}-(\d+)\.index$")
@@ -26,7 +26,7 @@ class CheckpointError(Exception):
     """Checkpoints exist but none can be restored: never silently start from scratch."""
 
 
-class NotRestorable(CheckpointError):
+class NotRestorableError(CheckpointError):
     """No checkpoint of ``directory`` restores into the model being trained."""
 
     def __init__(self, message: str, directory: str):
@@ -44,7 +44,7 @@ def clean_leftovers(directory: str) -> list[str]:
         path = os.path.join(directory, name)
         if name.endswith("_temp") or ".tmp-" in name:
             if tf.io.gfile.isdir(path):
-                tf.io.gfile.rmtree(path)
+                remove_tree(path)
             else:
                 tf.io.gfile.remove(path)
             removed.append(name)
@@ -109,7 +109,7 @@ def restore_latest(
         return prefix
     if candidates:
         newest, reason = problems[0]
-        raise NotRestorable(
+        raise NotRestorableError(
             f"{directory}: none of {len(candidates)} checkpoints restores (newest: {newest}: "
             f"{reason}); move them away to start from scratch",
             directory,
@@ -146,12 +146,12 @@ def resolve_checkpoint(choice: str, model_dir: str, best_model_dir: str) -> str:
                 f"{directory}: no checkpoint to load (model: {choice}); train first"
             )
         return candidates[0][1]
+    if tf.io.gfile.exists(f"{choice}.index"):  # first: ram:// takes a prefix for a folder
+        return choice
     if tf.io.gfile.isdir(choice):
         candidates = numbered_checkpoints(choice)
         if candidates:
             return candidates[0][1]
-    if tf.io.gfile.exists(f"{choice}.index"):
-        return choice
     raise CheckpointError(
         f"{choice}: no checkpoint there (model: latest, best, a folder or a prefix)"
     )

@@ -11,6 +11,7 @@ import keras
 import tensorflow as tf
 
 from library.contract import Functions, model_inputs
+from library.outputs.files import move_tree, temporary_folder
 
 
 class ExportError(Exception):
@@ -73,9 +74,9 @@ def save_serving_module(module: tf.Module, directory: str) -> None:
 def export_saved_model(module: tf.Module, export_dir: str) -> str:
     """Writes ``module`` to ``export_dir/<timestamp>`` through a temporary folder; the path."""
     final = os.path.join(export_dir, str(int(time.time())))
-    temporary = f"{final}.tmp-{os.getpid()}"
+    temporary = temporary_folder(final)
     save_serving_module(module, temporary)
-    tf.io.gfile.rename(temporary, final)
+    move_tree(temporary, final)
     return final
 
 

@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 
-from library.outputs.files import atomic_write_text
+from library.outputs.files import atomic_write_text, exists, is_remote, read_text
 
 PROVENANCE_FILE = "provenance.json"
 
@@ -52,6 +52,12 @@ def _git_state(directory: str) -> dict:
 
 def sha256(path: str) -> str:
     digest = hashlib.sha256()
+    if is_remote(path):
+        import tensorflow as tf
+
+        with tf.io.gfile.GFile(path, "rb") as stream:
+            digest.update(stream.read())
+        return digest.hexdigest()
     with open(path, "rb") as stream:
         for block in iter(lambda: stream.read(1 << 20), b""):
             digest.update(block)
@@ -75,7 +81,7 @@ def collect(project_dir: str, manifests: Iterable[str]) -> dict:
         },
         "command": sys.argv,
         "host": socket.gethostname(),
-        "data": {path: sha256(path) for path in sorted(set(manifests)) if os.path.isfile(path)},
+        "data": {path: sha256(path) for path in sorted(set(manifests)) if exists(path)},
     }
 
 
@@ -109,10 +115,9 @@ def record(
     previous start."""
     path = os.path.join(model_dir, PROVENANCE_FILE)
     history = []
-    if os.path.isfile(path):
+    if exists(path):
         try:
-            with open(path, encoding="utf-8") as stream:
-                history = json.load(stream).get("starts", [])
+            history = json.loads(read_text(path)).get("starts", [])
         except (OSError, ValueError, AttributeError):
             history = []
     now = dict(collect(project_dir, manifests), step=step)

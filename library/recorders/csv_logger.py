@@ -7,7 +7,7 @@ import csv
 import io
 import os
 
-from library.outputs.files import atomic_write_text
+from library.outputs.files import atomic_write_text, exists, read_text
 from library.recorders.base import Evaluation, Recorder, Run
 from library.recorders.metrics_log import read_metrics, row
 
@@ -35,10 +35,9 @@ class CSVLogger(Recorder):
         self.rows = [r for r in self._read() if int(r["step"]) in steps]
 
     def _read(self) -> list[dict]:
-        if not os.path.isfile(self.path):
+        if not exists(self.path):
             return []
-        with open(self.path, encoding="utf-8", newline="") as stream:
-            return list(csv.DictReader(stream))
+        return list(csv.DictReader(io.StringIO(read_text(self.path))))
 
     def on_evaluation(self, evaluation: Evaluation) -> None:
         self.rows.append(row(evaluation))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 
-from library.outputs.files import atomic_write_text
+from library.outputs.files import append_text, atomic_write_text, exists, read_text
 from library.recorders.base import Evaluation, Recorder
 
 METRICS_FILE = "metrics.jsonl"
@@ -28,24 +28,20 @@ def row(evaluation: Evaluation) -> dict:
 
 def append_metrics(model_dir: str, record: dict) -> None:
     """Appends one evaluation as a JSON line (flushed, so a kill loses at most that line)."""
-    with open(os.path.join(model_dir, METRICS_FILE), "a", encoding="utf-8") as stream:
-        stream.write(json.dumps(record) + "\n")
-        stream.flush()
-        os.fsync(stream.fileno())
+    append_text(os.path.join(model_dir, METRICS_FILE), json.dumps(record) + "\n")
 
 
 def read_metrics(model_dir: str) -> list[dict]:
     """The evaluations recorded so far; a line cut short by a kill is ignored."""
     path = os.path.join(model_dir, METRICS_FILE)
-    if not os.path.exists(path):
+    if not exists(path):
         return []
     records = []
-    with open(path, encoding="utf-8") as stream:
-        for line in stream:
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
+    for line in read_text(path).splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
     return records
 
 

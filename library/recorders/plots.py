@@ -43,7 +43,6 @@ def plot_metrics(records: list[dict], plots_dir: str) -> list[str]:
     else the step."""
     if not records:
         return []
-    os.makedirs(plots_dir, exist_ok=True)
     by_epoch = all(r.get("epoch") is not None for r in records)
     x = [r["epoch"] if by_epoch else r["step"] for r in records]
     xlabel = "epoch" if by_epoch else "step"
@@ -99,7 +98,6 @@ def plot_sweep(key: str, values: list, losses: list, path: str, log_x: bool = Fa
     axis.set(xlabel=key, ylabel="best validation loss", title=f"Sweep over {key}")
     axis.grid(alpha=0.3)
     axis.legend()
-    os.makedirs(os.path.dirname(path), exist_ok=True)
     save_figure(figure, path)
     return path
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from library.config import ConfigError, Params, Schema
-from library.outputs.files import atomic_write_text
+from library.outputs.files import atomic_write_text, exists, read_text
 
 RESULT_FILE = "sweep_result.json"
 
@@ -99,9 +99,8 @@ def run_sweep(
         name = label(key, value)
         folder = os.path.join(root, name)
         result_path = os.path.join(folder, RESULT_FILE)
-        if os.path.isfile(result_path):
-            with open(result_path, encoding="utf-8") as stream:
-                result = json.load(stream)
+        if exists(result_path):
+            result = json.loads(read_text(result_path))
             say(f"{name}: finished before (best eval loss {result['best_eval_loss']:.4g}): skipped")
         else:
             say(f"{name}: training into {folder}")

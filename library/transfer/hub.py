@@ -19,6 +19,8 @@ import os
 import keras
 import tensorflow as tf
 
+from library.outputs.files import move_tree, remove_tree, temporary_folder
+
 
 class HubError(Exception):
     """A module that cannot be loaded or used: one line, exit status 2."""
@@ -148,16 +150,16 @@ def export_module(encoder: keras.Model, directory: str) -> str:
         ]
     else:
         root.regularization_losses = []
-    temporary = f"{directory.rstrip('/')}.tmp-{os.getpid()}"
+    temporary = temporary_folder(directory)
     try:
         tf.saved_model.save(root, temporary)
     except BaseException:
         if tf.io.gfile.exists(temporary):
-            tf.io.gfile.rmtree(temporary)
+            remove_tree(temporary)
         raise
     if tf.io.gfile.exists(directory):  # an earlier export of it: replaced whole
-        tf.io.gfile.rmtree(directory)
-    tf.io.gfile.rename(temporary, directory)
+        remove_tree(directory)
+    move_tree(temporary, directory)
     return directory
 
 

@@ -120,6 +120,8 @@ def checkpoint_prefix(path: str) -> str:
     SavedModel folder."""
     if tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
         return os.path.join(path, "variables", "variables")
+    if tf.io.gfile.exists(f"{path}.index"):  # first: ram:// takes a prefix for a folder
+        return path
     if tf.io.gfile.isdir(path):
         latest = tf.train.latest_checkpoint(path)
         if latest is None:
@@ -130,11 +132,17 @@ def checkpoint_prefix(path: str) -> str:
     return path
 
 
+def checkpoint_reader(prefix: str) -> tf.train.CheckpointReader:
+    """The reader of checkpoint ``prefix`` (``tf.train.load_checkpoint`` takes a prefix on
+    ``ram://`` for a folder and looks for a state file in it)."""
+    return tf.compat.v1.train.NewCheckpointReader(prefix)
+
+
 def read_source(path: str) -> Source:
     """The variables of the checkpoint or SavedModel at ``path``, by name."""
     prefix = checkpoint_prefix(path)
     try:
-        reader = tf.train.load_checkpoint(prefix)
+        reader = checkpoint_reader(prefix)
     except (tf.errors.OpError, ValueError) as error:
         reason = str(error).strip().splitlines()[0]
         raise TransferError(f"{path}: not a readable checkpoint ({reason})") from None
@@ -169,7 +177,7 @@ def _object_graph(reader: tf.train.CheckpointReader):
 def optimizer_variable_names(prefix: str) -> list[str] | None:
     """The canonical names of the variables the optimizer of a checkpoint of ours trained,
     in its order (its slots are saved by position), or None when it holds no optimizer."""
-    reader = tf.train.load_checkpoint(prefix)
+    reader = checkpoint_reader(prefix)
     graph = _object_graph(reader)
     node = graph.nodes[0]
     for child in ("optimizer", "_trainable_variables"):

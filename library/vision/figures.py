@@ -14,6 +14,7 @@ import tensorflow as tf
 from matplotlib.patches import Rectangle
 
 from library.engine.distribute import call_input_fn
+from library.outputs.files import exists
 from library.recorders.base import Background, Evaluation, Recorder, Run
 from library.recorders.plots import plt, save_figure
 
@@ -43,7 +44,6 @@ def plot_confusion_matrix(confusion, class_names, path: str, title: str = "") ->
     accuracy = np.trace(confusion) / max(1, confusion.sum())
     axis.set(xlabel="predicted class", ylabel="true class")
     axis.set_title(f"{title} accuracy {accuracy:.3f}".strip())
-    os.makedirs(os.path.dirname(path), exist_ok=True)
     save_figure(figure, path)
     return path
 
@@ -85,7 +85,6 @@ def plot_sample_predictions(images, labels, predicted, probabilities, class_name
     axis.imshow(canvas, interpolation="nearest")
     axis.axis("off")
     figure.suptitle(title or "true class (-> predicted when wrong), probability", fontsize=9)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
     save_figure(figure, path)
     return path
 
@@ -204,7 +203,7 @@ class ImageSummaries(Recorder):
     def start(self, run: Run) -> None:
         self.writers = run.writers
         self.background = Background("image summaries", report=run.say)
-        fresh = not os.path.exists(os.path.join(run.model_dir, "checkpoint"))
+        fresh = not exists(os.path.join(run.model_dir, "checkpoint"))
         if run.train_input_fn is not None and run.writers.train is not None and fresh:
             features, _ = next(iter(call_input_fn(run.train_input_fn)))
             images = _part(features, self.image)[: self.max_images]
