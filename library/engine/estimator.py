@@ -31,6 +31,7 @@ from library.outputs.lock import FolderLock
 from library.recorders.base import Action, Recorder, Recorders, Run
 from library.recorders.best import KeepBest
 from library.recorders.console import SayEvaluation
+from library.recorders.hparams import HParams
 from library.recorders.metrics_log import (
     METRICS_FILE,
     AppendMetrics,
@@ -228,8 +229,8 @@ class Estimator:
 
     def _recorders(self, writers: Summaries, params: config.Params, say, extra=()) -> list:
         """The standard recorders, in order: summaries, the best checkpoint (and its
-        SavedModel), metrics.jsonl, plots, ``extra`` (patience), the line; then the
-        project's.
+        SavedModel), metrics.jsonl, the HParams session, plots, ``extra`` (patience), the
+        line; then the project's.
 
         The metrics.jsonl row comes after the best: a run killed in between evaluates that
         step again when it resumes (the row is what says an evaluation happened), so the
@@ -249,6 +250,7 @@ class Estimator:
             WriteEvalSummaries(writers),
             KeepBest(best, self._export_checkpoint if exports else None),
             AppendMetrics(params.model_dir),
+            HParams(),
         ]
         if params.plots:
             recorders.append(DrawPlots(params.model_dir, say))

@@ -235,3 +235,29 @@ def test_a_resume_from_an_older_checkpoint_evaluates_what_follows_it_once(traine
     assert "skipping checkpoint model/ckpt-4" in result.stdout
     assert "at step 2" in result.stdout
     assert [r["step"] for r in metrics_log.read_metrics("model")] == [2, 4]
+
+
+def test_runs_line_up_in_tensorboards_hparams_dashboard(trained):
+    """The trained run's HParams session and best metric, read back as TensorBoard's HParams
+    plugin reads them (an event multiplexer over the folder)."""
+    from tensorboard.backend.event_processing import plugin_event_multiplexer
+    from tensorboard.plugins.hparams import metadata
+
+    multiplexer = plugin_event_multiplexer.EventMultiplexer()
+    multiplexer.AddRunsFromDirectory(trained.folder)
+    multiplexer.Reload()
+    sessions = multiplexer.PluginRunToTagToContent(metadata.PLUGIN_NAME)
+    (run,) = [r for r, tags in sessions.items() if metadata.SESSION_START_INFO_TAG in tags]
+    content = sessions[run][metadata.SESSION_START_INFO_TAG]
+    info = metadata.parse_session_start_info_plugin_data(content)
+    hparams = {k: v.ListFields()[0][1] for k, v in info.hparams.items()}
+    assert hparams["width"] == 8 and hparams["image_size"] == 16
+    assert hparams["encoder"] == "conv" and hparams["train_batch_size"] == 8
+    assert json.loads(hparams["class_names"]) == ["horizontal", "vertical"]
+    best = read_json(os.path.join(trained.best_dir, "best.json"))
+    eval_run = os.path.join(run, "eval") if run != "." else "eval"
+    events = [
+        (event.step, float(tf.make_ndarray(event.tensor_proto)))
+        for event in multiplexer.Tensors(eval_run, "best/loss")
+    ]
+    assert events[-1] == (best["step"], pytest.approx(best["value"]))
