@@ -60,6 +60,22 @@ def params(records=None, folder=None, config_set="default", **overrides):
     return resolved.replace(**{**paths(records, folder), **overrides})
 
 
+def resolve_argv(argv, project=None):
+    """The configuration ``run.py`` of a test project (the classifier by default) resolves
+    from ``argv``."""
+    from library import config
+
+    declared = (project or (declarations,))[0]
+    resolved, _ = config.resolve(
+        argv,
+        declared.HYPERPARAMETERS,
+        metrics=declared.METRICS,
+        check=getattr(declared, "check", None),
+        run_options=getattr(declared, "RUN_OPTIONS", ()),
+    )
+    return resolved
+
+
 def functions(**replaced):
     """The test project's functions (``library.contract.Functions``), some maybe replaced."""
     from library.contract import Functions

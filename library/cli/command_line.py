@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 
 from library.config import TRAINING_MODES, ConfigError, resolve, to_yaml
+from library.search.space import parse_space
 from library.search.sweep import parse_sweep
 
 ProjectLoader = Callable[[], Mapping[str, Callable]]
@@ -58,8 +59,24 @@ def main(
         except ConfigError as error:
             print(f"{prog}: error: {error}", file=sys.stderr)
             return 2
-        if args.mode != "train_and_evaluate":
+        if args.mode not in ("train_and_evaluate", "search"):
             print(f"{prog}: error: --sweep trains and evaluates: drop --mode", file=sys.stderr)
+            return 2
+    if args.mode == "search":
+        if sweep is not None:
+            print(f"{prog}: error: --sweep and --mode search: choose one", file=sys.stderr)
+            return 2
+        try:
+            parse_space(params)
+        except ConfigError as error:
+            print(f"{prog}: error: {error}", file=sys.stderr)
+            return 2
+        if importlib.util.find_spec("optuna") is None:
+            print(
+                f"{prog}: error: --mode search runs on Optuna, which is not installed for "
+                f"{sys.executable}: make requirements (it is in requirements.txt)",
+                file=sys.stderr,
+            )
             return 2
     if importlib.util.find_spec("tensorflow") is None:
         print(
@@ -97,6 +114,8 @@ def main(
     try:
         if sweep is not None:
             return modes.run_sweep(params, load_project(), *sweep, sweep_all=args.sweep_all)
+        if args.mode == "search":
+            return modes.run_search(params, load_project())
         return modes.run_mode(args.mode, params, load_project())
     except modes.UsageError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)

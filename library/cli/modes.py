@@ -97,6 +97,27 @@ def run_sweep(
     return sweep.run_sweep(params, key, values, train, sweep_all, geometric)
 
 
+def run_search(params: Params, project: Mapping[str, Callable]) -> int:
+    """Trials of a search on Optuna, each an ordinary train_and_evaluate
+    (``library/search/study.py``)."""
+    import keras
+
+    from library.search import study
+
+    def train(trial_params: Params, reporter) -> int:
+        own = project.get("callbacks_fn")
+        with_reporter = {
+            **project,
+            "callbacks_fn": lambda p: [*(own(p) if own else []), reporter],
+        }
+        try:
+            return run_mode("train_and_evaluate", trial_params, with_reporter)
+        finally:
+            keras.backend.clear_session()  # the next trial starts with a clean slate
+
+    return study.run_search(params, train)
+
+
 def build_estimator(
     params: Params, functions: Functions, plan=None, data_manifests=(), strategy=None
 ) -> Estimator:

@@ -15,8 +15,9 @@ MODES = (
     "export",
     "export_encoder",
     "inspect",
+    "search",
 )
-TRAINING_MODES = ("train_and_evaluate", "train")
+TRAINING_MODES = ("train_and_evaluate", "train", "search")
 RENAMED = {"model": "checkpoint"}  # old key -> new key: a clear error instead of "unknown"
 
 # fmt: off
@@ -82,5 +83,13 @@ RUN_OPTIONS: tuple[Field, ...] = (
     Field("export_encoder_dir", str, "", "--mode export_encoder destination; empty: <model_dir>/encoder"),
     Field("encoder_layer", str, "features", "--mode export_encoder: the layer whose output is the encoder's (the model names it); empty: the input of the last layer"),
     Field("inspect_path", str, "", "--mode inspect: a checkpoint or SavedModel to list instead of the model"),
+    # -- searches (library/search; docs/workflows.md) -------------------------------------------
+    Field("search_space", dict[str, str], {}, "--mode search: KEY: 'LOW..HIGH', 'log LOW..HIGH', 'LOW..HIGH step S' or 'A|B|C' for each key to search"),
+    Field("search_trials", int, 20, "--mode search: trials of the study in all, over every process that shares it", interval="[1, inf)"),
+    Field("search_storage", str, "", "--mode search: the study's database, an SQLAlchemy URL (sqlite:///path, postgresql://...); empty: the SQLite file <model_dir>/study.db (model_dir is the study's folder)"),
+    Field("search_sampler", str, "tpe", "--mode search: how trials pick values: tpe (Bayesian), random, or grid (every combination of choices)", choices=("tpe", "random", "grid")),
+    Field("search_pruning", bool, True, "--mode search: stop a trial whose best_metric at an evaluation is worse than the median of the finished trials there"),
+    Field("search_pruning_startup_trials", int, 5, "--mode search: trials that complete before the pruner stops any (Optuna's MedianPruner n_startup_trials)", interval="[0, inf)"),
+    Field("search_heartbeat_secs", int, 10, "--mode search: a trial whose process stops beating for twice this long is marked failed and tried again", interval="[1, inf)"),
 )
 # fmt: on

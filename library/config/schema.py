@@ -150,7 +150,8 @@ def coerce(field: Field, value: Any, where: str) -> Any:
             result = _scalar(field.type, value)
             items = (result,)
     except ValueError:
-        example = {list: " in YAML flow syntax, e.g. [1, 2]", dict: " such as {'a': 1}"}
+        sample = "'x'" if typing.get_args(field.type)[-1:] == (str,) else "1"
+        example = {list: " in YAML flow syntax, e.g. [1, 2]", dict: f" such as {{'a': {sample}}}"}
         raise ConfigError(
             f"{where}: {field.name} must be {field.type_name}{example.get(origin, '')}, "
             f"got {plain(value)!r}"

@@ -278,7 +278,7 @@ class Estimator:
                         "early_stopping_patience, or train into a new model_dir)"
                     )
             recorders = Recorders(self._recorders(writers, params, progress.say, extra), progress.say)  # fmt: skip
-        recorders.start(Run(params, writers, progress.say, input_fn, self.strategy))
+        recorders.start(Run(params, writers, progress.say, input_fn, self.strategy, stop.ask))
         log = actions.LogProgress(
             (plan.log_every_steps, evaluate_every), trainer, progress, writers.train, recorders
         )

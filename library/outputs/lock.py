@@ -38,22 +38,26 @@ class FolderLock:
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "command": " ".join(sys.argv),
         }
-        for _ in range(2):
-            try:
-                descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                self._take_over_if_stale()
-                continue
-            with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-                json.dump(record, stream)
-            self.held = True
-            return self
+        # The record is written first and linked into place: link fails if the lock exists,
+        # and a process killed at any moment leaves either no lock or a whole one.
+        staged = f"{self.path}.{os.getpid()}.tmp"
+        with open(staged, "w", encoding="utf-8") as stream:
+            json.dump(record, stream)
+        try:
+            for _ in range(2):
+                try:
+                    os.link(staged, self.path)
+                except FileExistsError:
+                    self._take_over_if_stale()
+                    continue
+                self.held = True
+                return self
+        finally:
+            os.remove(staged)
         raise LockError(f"{self.path}: could not be taken")
 
     def _take_over_if_stale(self) -> None:
         holder = self._holder()
-        if not holder and _age(self.path) < 10:  # being written by a run starting right now
-            raise LockError(f"{self.folder} is being taken by another run starting now")
         same_host = holder.get("host") == socket.gethostname()
         if holder and not (same_host and not _alive(holder.get("pid"))):
             where = "" if same_host else f" on {holder.get('host')}"
@@ -90,13 +94,6 @@ class FolderLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
-
-
-def _age(path: str) -> float:
-    try:
-        return time.time() - os.path.getmtime(path)
-    except OSError:
-        return 0.0
 
 
 def _alive(pid) -> bool:

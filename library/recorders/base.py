@@ -32,14 +32,16 @@ class Action:
 
 @dataclass(frozen=True)
 class Run:
-    """What a recorder may use: the configuration, the folders, the TensorBoard writers and
-    the training input (None in a separate evaluator)."""
+    """What a recorder may use: the configuration, the folders, the TensorBoard writers, the
+    training input (None in a separate evaluator) and a way to end training at the next chunk
+    boundary (``request_stop(reason)``; None in a separate evaluator)."""
 
     params: Any
     writers: Any  # library.recorders.summaries.Summaries
     say: Callable[[str], None]
     train_input_fn: Callable | None = None
     strategy: Any = None
+    request_stop: Callable[[str], None] | None = None
 
     @property
     def model_dir(self) -> str:

@@ -233,13 +233,14 @@ for argv in json.loads(sys.argv[1]):
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
         answers.append([main(argv, hyperparameters, load_project), err.getvalue()])
-print(json.dumps({{"answers": answers, "tensorflow": "tensorflow" in sys.modules}}))
+loaded = [name for name in ("tensorflow", "optuna") if name in sys.modules]
+print(json.dumps({{"answers": answers, "loaded": loaded}}))
 """
 
 
 def test_configuration_errors_answer_before_tensorflow_loads(tmp_path):
     """Every check of the configuration (YAML, types, choices, cross-key rules, scale
-    settings, sweeps) answers without importing TensorFlow: in a fraction of a second."""
+    settings, sweeps, search spaces) answers without importing TensorFlow: in a fraction of a second."""
     import json
 
     path = write_config(tmp_path, PROJECT_YAML + "bad:\n  <<: *DEFAULT\n  train_epochs: x\n")
@@ -250,6 +251,7 @@ def test_configuration_errors_answer_before_tensorflow_loads(tmp_path):
         ["--project_file", path, "--profile_steps", "[4, 2]"],
         ["--project_file", path, "--distribution", "multi_worker"],  # TF_CONFIG below
         ["--project_file", path, "--sweep", "learnin_rate=1,2"],
+        ["--project_file", path, "--mode", "search", "--search_space", "{learning_rate: log 0..1}"],
         ["--project_file", path, "--print_config"],
     ]
     code = BEFORE_TENSORFLOW.format(root=ROOT, tests=os.path.join(ROOT, "tests"))
@@ -262,9 +264,9 @@ def test_configuration_errors_answer_before_tensorflow_loads(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout.strip().splitlines()[-1])
-    assert [status for status, _ in answer["answers"]] == [2, 2, 2, 2, 2, 2, 0]
+    assert [status for status, _ in answer["answers"]] == [2, 2, 2, 2, 2, 2, 2, 0]
     assert all(len(err.strip().splitlines()) == 1 for _, err in answer["answers"][:-1])
-    assert answer["tensorflow"] is False
+    assert answer["loaded"] == []
 
 
 def test_resolved_configuration_is_saved_into_model_dir_and_reloads(tmp_path):

@@ -6,6 +6,7 @@ import os
 
 FOLDER = os.path.dirname(os.path.abspath(__file__))
 PROJECT_FILE = os.path.join(FOLDER, "project.yaml")
+RUN_PY = os.path.join(FOLDER, "run.py")
 COLUMNS = ("a", "b", "c")
 
 

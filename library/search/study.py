@@ -1,0 +1,259 @@
+"""Searches over several hyperparameters on Optuna: ``run.py --mode search``.
+
+Each trial is an ordinary run of ``train_and_evaluate`` in a folder of its own,
+``<model_dir>/trial-NNNN/{model,best}`` (``model_dir`` is the study's folder), with the values its sampler picked. Its
+evaluations report ``best_metric`` to the study, whose pruner stops a hopeless trial at the
+next chunk of steps. The study lives in a database (``search_storage``; by default a SQLite
+file in ``model_dir``), so the same command started in several processes, on one
+machine or many sharing the database, works on one study. Each process beats a heartbeat:
+a trial whose process was killed is marked failed after ``2 x search_heartbeat_secs`` and
+tried again with the same values, resuming from its folder's checkpoints; a study whose
+every process was killed resumes when the command is started again.
+
+At the end (of each process): ``trials.csv``, the best trial's values as sets ready to paste
+into the YAML files, and ``history.png`` and ``importances.png`` (Optuna's matplotlib
+figures) in ``model_dir``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import socket
+import warnings
+from collections.abc import Callable, Mapping
+
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
+
+from library.config import HYPERPARAMETERS, PROJECT, Params, dump_yaml
+from library.outputs.best import BEST_JSON
+from library.outputs.files import atomic_write_text, exists, read_text
+from library.recorders.base import Evaluation, Recorder, Run
+from library.search.space import Dimension, grid, parse_space
+
+DONE = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+class DivergedTrialError(Exception):
+    """A trial's training stopped without a result (divergence): the trial failed."""
+
+
+class ReportToTrial(Recorder):
+    """Hands each evaluation's ``best_metric`` to the trial; asks training to stop when the
+    pruner says the trial is hopeless."""
+
+    essential = True
+
+    def __init__(self, trial: optuna.Trial, metric: str):
+        self.trial, self.metric = trial, metric
+        self.pruned_at: int | None = None
+        self.request_stop: Callable[[str], None] | None = None
+
+    def start(self, run: Run) -> None:
+        self.request_stop = run.request_stop
+
+    def on_evaluation(self, evaluation: Evaluation) -> None:
+        self.trial.report(evaluation.results[self.metric], evaluation.step)
+        if self.pruned_at is None and self.trial.should_prune():
+            self.pruned_at = evaluation.step
+            self.request_stop(
+                f"trial {self.trial.number} pruned at step {evaluation.step}: its "
+                f"{self.metric} is worse than the median of the finished trials there"
+            )
+
+
+def suggest(trial: optuna.Trial, dimension: Dimension):
+    if dimension.choices:
+        return trial.suggest_categorical(dimension.name, list(dimension.choices))
+    if isinstance(dimension.low, int) and not isinstance(dimension.low, bool):
+        return trial.suggest_int(
+            dimension.name, dimension.low, dimension.high, step=dimension.step or 1,
+            log=dimension.log,
+        )  # fmt: skip
+    return trial.suggest_float(
+        dimension.name, dimension.low, dimension.high, log=dimension.log, step=dimension.step
+    )
+
+
+def storage_url(params: Params) -> str:
+    if params.search_storage:
+        return params.search_storage
+    root = os.path.abspath(params.model_dir)
+    os.makedirs(root, exist_ok=True)
+    return f"sqlite:///{root}/study.db"
+
+
+def open_study(params: Params, dimensions: list[Dimension]) -> optuna.Study:
+    """The study of this configuration set in its database, created by whichever process
+    comes first."""
+    beat = params.search_heartbeat_secs
+    storage = RDBStorage(
+        storage_url(params),
+        heartbeat_interval=beat,
+        grace_period=2 * beat,
+        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+    )
+    if params.search_sampler == "grid":
+        sampler = optuna.samplers.GridSampler(
+            {d.name: grid(d) for d in dimensions}, seed=params.random_seed
+        )
+    elif params.search_sampler == "random":
+        sampler = optuna.samplers.RandomSampler(seed=params.random_seed)
+    else:
+        sampler = optuna.samplers.TPESampler(seed=params.random_seed)
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=params.search_pruning_startup_trials)
+        if params.search_pruning
+        else optuna.pruners.NopPruner()
+    )
+    direction = "minimize" if params.best_mode == "min" else "maximize"
+    for attempt in range(2):  # two processes creating it at once: the second loads it
+        try:
+            return optuna.create_study(
+                storage=storage, sampler=sampler, pruner=pruner, study_name=params.config_set,
+                direction=direction, load_if_exists=True,
+            )  # fmt: skip
+        except Exception:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+def run_search(
+    params: Params,
+    train: Callable[[Params, Recorder], int],
+    say: Callable[[str], None] = print,
+) -> int:
+    """Runs trials until the study has ``search_trials`` finished (complete or pruned) ones;
+    returns an exit status.
+
+    Args:
+        params: the resolved configuration (``search_*`` keys, ``best_metric``).
+        train: trains and evaluates one trial's configuration with a recorder of the trial
+            (``run.py``'s train_and_evaluate); returns its exit status.
+        say: where one-line messages go.
+    """
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Heartbeats, retries and the figures are "experimental" in Optuna 5: said once, here.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    dimensions = parse_space(params)
+    study = open_study(params, dimensions)
+    root = params.model_dir
+    who = f"{socket.gethostname()}:{os.getpid()}"
+    say(
+        f"study {study.study_name!r} in {storage_url(params)}: {len(finished(study))} of "
+        f"{params.search_trials} trials finished; searching "
+        + ", ".join(f"{d.name} {d.describe()}" for d in dimensions)
+    )
+
+    def objective(trial: optuna.Trial) -> float:
+        values = {d.name: suggest(trial, d) for d in dimensions}
+        # A retried trial inherits the user attributes of the one whose process died: the
+        # same folder, so that it resumes from that trial's checkpoints.
+        retried = trial.user_attrs.get("folder")
+        folder = retried or os.path.join(root, f"trial-{trial.number:04d}")
+        trial.set_user_attr("process", who)
+        trial.set_user_attr("folder", folder)
+        shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())  # fmt: skip
+        again = f" (again, {trial.user_attrs['process']}'s died)" if retried else ""
+        say(f"trial {trial.number}{again}: {shown} in {folder}")
+        changes = {**values, "model_dir": os.path.join(folder, "model")}
+        changes["best_model_dir"] = os.path.join(folder, "best")
+        reporter = ReportToTrial(trial, params.best_metric)
+        status = train(params.replace(**changes), reporter)
+        if reporter.pruned_at is not None:
+            raise optuna.TrialPruned(f"pruned at step {reporter.pruned_at}")
+        best_path = os.path.join(folder, "best", BEST_JSON)
+        if status or not exists(best_path):
+            raise DivergedTrialError(f"trial {trial.number}: training ended with status {status}")
+        return float(json.loads(read_text(best_path))["value"])
+
+    study.optimize(
+        objective,
+        callbacks=[optuna.study.MaxTrialsCallback(params.search_trials, states=DONE)],
+        catch=(DivergedTrialError,),
+        gc_after_trial=True,
+    )
+    write_outputs(study, params, dimensions, root, say)
+    return 0
+
+
+def finished(study: optuna.Study) -> list:
+    return [t for t in study.get_trials(deepcopy=False) if t.state in DONE]
+
+
+def write_outputs(study, params: Params, dimensions, root: str, say) -> None:
+    """``trials.csv``, the figures, and the best trial's values as YAML sets."""
+    trials = study.get_trials(deepcopy=False)
+    names = [d.name for d in dimensions]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["trial", "state", params.best_metric, *names, "retried_trial", "process", "seconds"])  # fmt: skip
+    for t in trials:
+        seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else ""  # fmt: skip
+        writer.writerow([
+            t.number, t.state.name, "" if t.value is None else t.value,
+            *(t.params.get(n, "") for n in names),
+            t.system_attrs.get("failed_trial", ""), t.user_attrs.get("process", ""), seconds,
+        ])  # fmt: skip
+    atomic_write_text(os.path.join(root, "trials.csv"), out.getvalue())
+    counts = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
+    summary = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
+    say(f"{len(trials)} trials ({summary}): {os.path.join(root, 'trials.csv')}")
+    figures = draw_figures(study, root, say)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if not complete:
+        say("no trial completed yet: no best values to give")
+        return
+    best = study.best_trial
+    say(
+        f"best trial {best.number}: {params.best_metric} {best.value:.4g}; as sets for the YAML "
+        "files (put your set's anchor in place of the upper-case one):"
+    )
+    schema, sets = params.schema, {}
+    for file, name in ((HYPERPARAMETERS, params.hyperparameter_set), (PROJECT, params.config_set)):
+        values = {k: v for k, v in best.params.items() if schema.by_name[k].file == file}
+        if file == PROJECT and HYPERPARAMETERS in sets:
+            values["hyperparameter_set"] = sets[HYPERPARAMETERS]
+        if values:
+            sets[file] = f"{name}_best"
+            text = dump_yaml({sets[file]: {"<<": f"*{name.upper()}", **values}})
+            say(f"# {file}.yaml\n" + re.sub(r"'<<': '(\*\w+)'", r"<<: \1", text).rstrip())
+    if figures:
+        say("figures: " + ", ".join(figures))
+
+
+def draw_figures(study, root: str, say) -> list[str]:
+    """Optuna's history and parameter-importance figures, as PNGs (drawn where there are
+    enough trials; a figure that cannot be drawn is said and left out)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as figures
+
+    from library.outputs.files import atomic_write_bytes
+
+    written = []
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    plots: Mapping[str, Callable] = {"history.png": figures.plot_optimization_history}
+    if len(complete) >= 2 and len(study.best_trial.params) >= 1:
+        plots = {**plots, "importances.png": figures.plot_param_importances}
+    for name, plot in plots.items():
+        try:
+            axis = plot(study)
+            out = io.BytesIO()
+            axis.figure.savefig(out, format="png", dpi=110, bbox_inches="tight")
+            plt.close(axis.figure)
+        except Exception as error:
+            say(f"note: {name} not drawn ({type(error).__name__}: {error})")
+            continue
+        path = os.path.join(root, name)
+        atomic_write_bytes(path, out.getvalue())
+        written.append(path)
+    return written
