@@ -13,6 +13,7 @@ from library.cli import predict
 from library.config import Params
 from library.contract import Functions, ModeKeys
 from library.data import diagnose, files, records
+from library.data import service as data_service
 from library.data.service import DataServiceError, check_reachable
 from library.engine import actions, distribute, schedule
 from library.engine.estimator import (
@@ -63,8 +64,17 @@ def run_mode(mode: str, params: Params, project: Mapping[str, Callable]) -> int:
     except DivergedError as error:
         print(f"run.py: error: {error}", file=sys.stderr)
         return 1
-    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as error:
-        if params.distribution != "multi_worker":
+    except tf.errors.OpError as error:
+        lost = params.data_service_address and data_service.lost_worker(
+            error, params.data_service_address, params.model_dir
+        )
+        if lost:
+            print(f"run.py: error: {lost}", file=sys.stderr)
+            return 1
+        multi_worker = params.distribution == "multi_worker"
+        if not multi_worker or not isinstance(
+            error, (tf.errors.UnavailableError, tf.errors.DeadlineExceededError)
+        ):
             raise
         print(f"run.py: error: {distribute.lost_worker(error, params)}", file=sys.stderr)
         return 1

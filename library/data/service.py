@@ -4,23 +4,34 @@ When decoding and augmenting images needs more CPUs than the trainer's machine h
 dispatcher and any number of workers (on other machines, each reading the same files), then
 train with ``data_service_address: grpc://DISPATCHER_HOST:PORT``::
 
-    python -m library.data.service dispatcher --port 5050
+    python -m library.data.service dispatcher --port 5050 --work_dir /shared/dispatcher
     python -m library.data.service worker --port 5051 --dispatcher_address HOST:5050
 
-They run until stopped (Ctrl-C or SIGTERM) and say where they listen. The trainer sends its
-input pipeline (the graph of ``input_fn``'s dataset) to the dispatcher; the workers run it.
+They start in any order, as a cluster scheduler starts them: a worker waits for its
+dispatcher (``--wait_secs``, saying so). They run until stopped (Ctrl-C or SIGTERM) and say
+where they listen. The trainer sends its input pipeline (the graph of ``input_fn``'s dataset)
+to the dispatcher; the workers run it. A dispatcher given ``--work_dir`` journals its state
+there: restarted on the same port and folder, it carries on with the jobs it had. A worker
+that stops is dropped by the dispatcher after ``--worker_timeout_secs``; the others go on
+with the epoch.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import re
 import signal
 import socket
 import sys
+import threading
+import time
+from collections.abc import Callable
 from urllib.parse import urlparse
 
 CONNECT_TIMEOUT_SECS = 10.0
+WORKER_WAIT_SECS = 120.0
 
 
 class DataServiceError(Exception):
@@ -41,6 +52,84 @@ def check_reachable(address: str, timeout_secs: float = CONNECT_TIMEOUT_SECS) ->
             "start the dispatcher first: python -m library.data.service dispatcher --port "
             f"{parsed.port}"
         ) from None
+
+
+def wait_until_reachable(
+    address: str, wait_secs: float, say: Callable[[str], None], poll_secs: float = 0.5
+) -> None:
+    """Returns once something answers at ``address``; says once that it waits. Raises
+    ``DataServiceError`` after ``wait_secs``."""
+    deadline = time.monotonic() + wait_secs
+    said = False
+    while True:
+        try:
+            check_reachable(address, timeout_secs=min(CONNECT_TIMEOUT_SECS, wait_secs or 1))
+            return
+        except DataServiceError:
+            if time.monotonic() >= deadline:
+                raise
+        if not said:
+            say(f"waiting for the dispatcher at {address} (up to {wait_secs:g} s: --wait_secs)")
+            said = True
+        time.sleep(poll_secs)
+
+
+class StallWatch:
+    """Ends the process with one line when training makes no step for ``timeout_secs`` while
+    it waits on the tf.data service: a service whose every worker is gone makes the trainer
+    wait for ever (TensorFlow retries without end), and a blocked step cannot be interrupted
+    from Python. The last checkpoint stays; the same command resumes from it.
+
+    Armed only around a chunk of training steps (``with watch:``), after the first chunk (the
+    first includes tracing, and the service starting its job on the workers).
+    """
+
+    def __init__(
+        self, read_step: Callable[[], int], timeout_secs: float, message: Callable[[], str]
+    ):
+        self.read_step, self.timeout_secs, self.message = read_step, timeout_secs, message
+        self.armed = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def __enter__(self) -> StallWatch:
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._watch, daemon=True, name="stall-watch")
+            self.thread.start()
+        else:
+            self.armed.set()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.armed.clear()
+
+    def _watch(self) -> None:
+        poll = min(1.0, self.timeout_secs / 4)
+        last_step, since = None, time.monotonic()
+        while True:
+            time.sleep(poll)
+            if not self.armed.is_set():
+                last_step, since = None, time.monotonic()
+                continue
+            step = self.read_step()
+            if step != last_step:
+                last_step, since = step, time.monotonic()
+            elif time.monotonic() - since > self.timeout_secs:
+                print(f"run.py: error: {self.message()}", file=sys.stderr, flush=True)
+                os._exit(1)
+
+
+def lost_worker(error, address: str, model_dir: str) -> str | None:
+    """One line for a training input that failed because a service worker was lost; None for
+    an error of another kind."""
+    match = re.search(r"Failed to get element from worker (\S+?):? ", error.message)
+    if match is None and "tf.data service" not in error.message:
+        return None
+    who = f"worker {match.group(1)}" if match else "a worker"
+    return (
+        f"the tf.data service at {address} lost {who} mid-epoch "
+        f"({error.message.strip().splitlines()[0][:160]}); start the workers again and run the "
+        f"same command: it resumes from the last checkpoint in {model_dir}"
+    )
 
 
 def distribute(dataset, address: str):
@@ -67,6 +156,18 @@ def main(argv: list[str] | None = None) -> int:
     roles = parser.add_subparsers(dest="role", required=True)
     dispatcher = roles.add_parser("dispatcher", help="the server trainers and workers talk to")
     dispatcher.add_argument("--port", type=int, required=True)
+    dispatcher.add_argument(
+        "--work_dir",
+        default="",
+        help="a folder (any file system TensorFlow serves) where the dispatcher journals its "
+        "state, so that restarted on the same port it carries on with its jobs",
+    )
+    dispatcher.add_argument(
+        "--worker_timeout_secs",
+        type=float,
+        default=10.0,
+        help="a worker silent this long is dropped and its share of the epoch goes to the others",
+    )
     worker = roles.add_parser("worker", help="runs input pipelines for the dispatcher")
     worker.add_argument("--port", type=int, required=True)
     worker.add_argument("--dispatcher_address", required=True, help="HOST:PORT")
@@ -75,11 +176,19 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="HOST:PORT at which trainers reach this worker (default: this host's name)",
     )
+    worker.add_argument(
+        "--wait_secs",
+        type=float,
+        default=WORKER_WAIT_SECS,
+        help="how long to wait for the dispatcher to answer before giving up",
+    )
     args = parser.parse_args(argv)
     prog = parser.prog
     if args.role == "worker":
         try:
-            check_reachable(args.dispatcher_address)
+            wait_until_reachable(
+                args.dispatcher_address, args.wait_secs, lambda line: print(line, flush=True)
+            )
         except DataServiceError as error:
             print(
                 f"{prog}: error: {str(error).replace('data_service_address', 'dispatcher')}",
@@ -93,10 +202,18 @@ def main(argv: list[str] | None = None) -> int:
     host = socket.gethostname()
     try:
         if args.role == "dispatcher":
-            server = service.DispatchServer(service.DispatcherConfig(port=args.port))
+            config = service.DispatcherConfig(
+                port=args.port,
+                work_dir=args.work_dir or None,
+                fault_tolerant_mode=bool(args.work_dir),
+                worker_timeout_ms=int(args.worker_timeout_secs * 1000),
+            )
+            server = service.DispatchServer(config)
             where = f"grpc://{host}:{args.port}"
+            journal = f", journal in {args.work_dir}" if args.work_dir else ""
             print(
-                f"tf.data service dispatcher listening on {where} (data_service_address: {where})",
+                f"tf.data service dispatcher listening on {where} (data_service_address: "
+                f"{where}){journal}",
                 flush=True,
             )
         else:
@@ -121,8 +238,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # Waiting in Python, not in server.join(): a signal reaches its handler only between
+    # Python bytecodes, and join() blocks in C++ until the server ends (it never does).
     with contextlib.suppress(KeyboardInterrupt):
-        server.join()
+        while server is not None:  # holds the server, which stops when collected
+            time.sleep(3600)
     return 0
 
 

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from library.config import Params
 from library.contract import Functions
+from library.data import service as data_service
 from library.engine import batch_norm, distribute, steps
 from library.engine.schedule import Plan
 from library.outputs import checkpoints
@@ -34,6 +35,7 @@ class Trainer:
     saved_step: int = -1  # the step of the newest checkpoint this run saved (or resumed from)
     last_saved: str | None = None
     refresh_statistics: Callable[[], None] | None = None  # batch norm, before each save
+    stall_watch: contextlib.AbstractContextManager | None = None  # tf.data service input
 
     @property
     def step(self) -> int:
@@ -41,7 +43,8 @@ class Trainer:
 
     def train(self, num_steps: int) -> int:
         """Runs ``num_steps`` steps; returns the count of non-finite steps in a row."""
-        return int(self.train_loop(self.iterator, tf.constant(num_steps, tf.int64)))
+        with self.stall_watch or contextlib.nullcontext():
+            return int(self.train_loop(self.iterator, tf.constant(num_steps, tf.int64)))
 
     def save(self) -> str:
         """Saves a checkpoint at the current step; returns its prefix.
@@ -161,6 +164,21 @@ def create_trainer(
         strategy, model, optimizer, state, plan, manager, train_loop, iterator, restored
     )
     trainer.refresh_statistics = refresh_statistics
+    if params.data_service_address:
+        trainer.stall_watch = data_service.StallWatch(
+            lambda: int(state.step.numpy()),
+            params.data_service_timeout_secs,
+            lambda: (
+                f"no training batch from the tf.data service at {params.data_service_address} "
+                f"for {params.data_service_timeout_secs:g} s (data_service_timeout_secs): its "
+                "workers are gone or stalled; start a worker and run the same command: "
+                + (
+                    f"it resumes from step {trainer.saved_step} ({trainer.last_saved})"
+                    if trainer.last_saved
+                    else "it starts again (no checkpoint was saved yet)"
+                )
+            ),
+        )
     if restored:
         trainer.saved_step, trainer.last_saved = trainer.step, restored
     return trainer

@@ -23,6 +23,7 @@ import json
 import os
 import re
 import socket
+import time
 import warnings
 from collections.abc import Callable, Mapping
 
@@ -41,6 +42,16 @@ DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 
 class DivergedTrialError(Exception):
     """A trial's training stopped without a result (divergence): the trial failed."""
+
+
+class SearchInterrupted(BaseException):
+    """A trial was stopped by a signal (Ctrl-C, SIGTERM): the search ends. A BaseException, so
+    that Optuna leaves the trial running: its heartbeat stops, and the search started again
+    tries it again, resuming from the checkpoint its run saved."""
+
+    def __init__(self, status: int):
+        super().__init__(status)
+        self.status = status
 
 
 class ReportToTrial(Recorder):
@@ -98,30 +109,33 @@ def open_study(params: Params, dimensions: list[Dimension]) -> optuna.Study:
         grace_period=2 * beat,
         heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
     )
-    if params.search_sampler == "grid":
-        sampler = optuna.samplers.GridSampler(
-            {d.name: grid(d) for d in dimensions}, seed=params.random_seed
-        )
-    elif params.search_sampler == "random":
-        sampler = optuna.samplers.RandomSampler(seed=params.random_seed)
-    else:
-        sampler = optuna.samplers.TPESampler(seed=params.random_seed)
     pruner = (
         optuna.pruners.MedianPruner(n_startup_trials=params.search_pruning_startup_trials)
         if params.search_pruning
         else optuna.pruners.NopPruner()
     )
     direction = "minimize" if params.best_mode == "min" else "maximize"
-    for attempt in range(2):  # two processes creating it at once: the second loads it
+    # The process that creates the study samples from random_seed (a search run again from
+    # scratch picks the same values); every process that joins it draws from a seed of its
+    # own, or all would try the same values.
+    seed = params.random_seed
+    for joined in (False, True):
         try:
             return optuna.create_study(
-                storage=storage, sampler=sampler, pruner=pruner, study_name=params.config_set,
-                direction=direction, load_if_exists=True,
+                storage=storage, sampler=make_sampler(params, dimensions, seed), pruner=pruner,
+                study_name=params.config_set, direction=direction, load_if_exists=joined,
             )  # fmt: skip
-        except Exception:
-            if attempt:
-                raise
-    raise AssertionError("unreachable")
+        except optuna.exceptions.DuplicatedStudyError:
+            seed = (params.random_seed + os.getpid() * 7919 + time.time_ns()) % 2**32
+    raise AssertionError("unreachable: the second attempt loads the study")
+
+
+def make_sampler(params: Params, dimensions: list[Dimension], seed: int):
+    if params.search_sampler == "grid":
+        return optuna.samplers.GridSampler({d.name: grid(d) for d in dimensions}, seed=seed)
+    if params.search_sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
 
 
 def run_search(
@@ -160,12 +174,14 @@ def run_search(
         trial.set_user_attr("process", who)
         trial.set_user_attr("folder", folder)
         shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())  # fmt: skip
-        again = f" (again, {trial.user_attrs['process']}'s died)" if retried else ""
+        again = f" (again: {trial.user_attrs['process']}, which ran it, stopped)" if retried else ""
         say(f"trial {trial.number}{again}: {shown} in {folder}")
         changes = {**values, "model_dir": os.path.join(folder, "model")}
         changes["best_model_dir"] = os.path.join(folder, "best")
         reporter = ReportToTrial(trial, params.best_metric)
         status = train(params.replace(**changes), reporter)
+        if status >= 128:  # stopped by a signal: the run said where it saved
+            raise SearchInterrupted(status)
         if reporter.pruned_at is not None:
             raise optuna.TrialPruned(f"pruned at step {reporter.pruned_at}")
         best_path = os.path.join(folder, "best", BEST_JSON)
@@ -173,12 +189,19 @@ def run_search(
             raise DivergedTrialError(f"trial {trial.number}: training ended with status {status}")
         return float(json.loads(read_text(best_path))["value"])
 
-    study.optimize(
-        objective,
-        callbacks=[optuna.study.MaxTrialsCallback(params.search_trials, states=DONE)],
-        catch=(DivergedTrialError,),
-        gc_after_trial=True,
-    )
+    try:
+        study.optimize(
+            objective,
+            callbacks=[optuna.study.MaxTrialsCallback(params.search_trials, states=DONE)],
+            catch=(DivergedTrialError,),
+            gc_after_trial=True,
+        )
+    except SearchInterrupted as stop:
+        say(
+            "search stopped; the same command resumes it, and tries the stopped trial again "
+            f"from its checkpoint once its heartbeat is {2 * params.search_heartbeat_secs} s old"
+        )
+        return stop.status
     write_outputs(study, params, dimensions, root, say)
     return 0
 
@@ -217,7 +240,11 @@ def write_outputs(study, params: Params, dimensions, root: str, say) -> None:
     )
     schema, sets = params.schema, {}
     for file, name in ((HYPERPARAMETERS, params.hyperparameter_set), (PROJECT, params.config_set)):
-        values = {k: v for k, v in best.params.items() if schema.by_name[k].file == file}
+        values = {
+            k: float(f"{v:.4g}") if isinstance(v, float) else v
+            for k, v in best.params.items()
+            if schema.by_name[k].file == file
+        }
         if file == PROJECT and HYPERPARAMETERS in sets:
             values["hyperparameter_set"] = sets[HYPERPARAMETERS]
         if values:
@@ -246,7 +273,7 @@ def draw_figures(study, root: str, say) -> list[str]:
         plots = {**plots, "importances.png": figures.plot_param_importances}
     for name, plot in plots.items():
         try:
-            axis = plot(study)
+            axis = plot(study, target_name=f"best {study.user_attrs.get('metric', 'value')}")
             out = io.BytesIO()
             axis.figure.savefig(out, format="png", dpi=110, bbox_inches="tight")
             plt.close(axis.figure)

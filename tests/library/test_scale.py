@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from support import ROOT, argv, estimator, one_line, params, run_cli, specs
+from support import ROOT, argv, estimator, one_line, params, run_cli, specs, start_process
 
 # A worker as run.py starts it, which also prints a digest of the weights it trained.
 WORKER = r"""
@@ -209,12 +209,21 @@ def servers(*commands):
             process.wait()
 
 
-def test_training_from_a_tf_data_service_dispatcher_and_worker(stripes_records, tmp_path):
+def test_a_tf_data_service_started_worker_first_trains_and_a_lost_worker_ends_the_run(
+    stripes_records, tmp_path
+):
+    """As a cluster scheduler starts them: the worker before its dispatcher (it waits, saying
+    so). Training reads from the service; then a run whose only worker is killed mid-run
+    ends within data_service_timeout_secs with one line, its checkpoint kept."""
     from library.outputs import checkpoints
 
     dispatcher_port, worker_port = free_ports(2)
-    logs = [open(tmp_path / f"{name}.log", "w+") for name in ("dispatcher", "worker")]  # noqa: SIM115
-    dispatcher = (["dispatcher", "--port", str(dispatcher_port)], {}, logs[0])
+    names = ("dispatcher", "worker")
+    logs = [open(tmp_path / f"{name}.log", "w+") for name in names]  # noqa: SIM115
+    journal = tmp_path / "journal"
+    dispatcher = (
+        ["dispatcher", "--port", str(dispatcher_port), "--work_dir", str(journal)], {}, logs[0]
+    )  # fmt: skip
     worker = (
         ["worker", "--port", str(worker_port), "--dispatcher_address", f"localhost:{dispatcher_port}"],
         {"TF_CPP_MIN_LOG_LEVEL": "0"},  # the worker's own log says what it read
@@ -225,17 +234,38 @@ def test_training_from_a_tf_data_service_dispatcher_and_worker(stripes_records, 
         log.seek(0)
         return text in log.read()
 
-    with servers(dispatcher) as started:
-        wait_for(lambda: said(logs[0], "dispatcher listening on"), 120, "the dispatcher")
-        with servers(worker):
+    address = f"grpc://localhost:{dispatcher_port}"
+    with servers(worker) as (worker_process,):
+        wait_for(lambda: said(logs[1], "waiting for the dispatcher at"), 60, "the worker to wait")
+        with servers(dispatcher) as (dispatcher_process,):
+            wait_for(lambda: said(logs[0], "dispatcher listening on"), 120, "the dispatcher")
             wait_for(lambda: said(logs[1], "worker listening on"), 120, "the worker")
-            address = f"grpc://localhost:{dispatcher_port}"
             result = run_cli(*argv(stripes_records, tmp_path, "--data_service_address", address))
-        assert started[0].poll() is None  # servers run until stopped
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert f"training input from the tf.data service at {address}" in result.stdout
-    assert checkpoints.numbered_checkpoints(str(tmp_path / "model"))[0][0] == 4
-    assert said(logs[1], "tf_record_dataset_op"), "the service worker read no TFRecords"
+            assert result.returncode == 0, result.stderr[-3000:]
+            assert f"training input from the tf.data service at {address}" in result.stdout
+            assert checkpoints.numbered_checkpoints(str(tmp_path / "model"))[0][0] == 4
+            assert said(logs[1], "tf_record_dataset_op"), "the service worker read no TFRecords"
+            assert any(journal.iterdir())  # the dispatcher's state, for a restart
+
+            long_run = argv(
+                stripes_records, tmp_path / "lost", "--data_service_address", address,
+                "--train_steps", "100000", "--steps_between_evals", "100000",
+                "--save_checkpoints_steps", "50", "--data_service_timeout_secs", "3",
+            )  # fmt: skip
+            trainer = start_process(*long_run)
+            try:
+                wait_for(lambda: (tmp_path / "lost" / "model" / "checkpoint").exists(), 120, "a checkpoint")  # fmt: skip
+                worker_process.kill()
+                _, err = trainer.communicate(timeout=60)  # bounded: never a hang
+            finally:
+                if trainer.poll() is None:
+                    trainer.kill()
+            assert trainer.returncode == 1, err[-3000:]
+            assert "(data_service_timeout_secs)" in one_line(err) or "lost" in one_line(err)
+            assert "it resumes from step" in one_line(err)
+            assert checkpoints.numbered_checkpoints(str(tmp_path / "lost" / "model"))
+            dispatcher_process.send_signal(signal.SIGTERM)  # servers stop on SIGTERM
+            assert dispatcher_process.wait(timeout=30) == 0
 
 
 def test_a_data_service_address_where_nothing_answers_is_one_line(stripes_records, tmp_path):
