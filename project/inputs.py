@@ -60,7 +60,11 @@ def decode_batch(encoded, training, params, seed=None):
 def parse_and_decode(serialized, training, params, seed=None):
     """A batch of serialized Examples to ``({"image", "filename"}, label)``."""
     parsed = records.parse_batch(serialized, params.image_key, params.label_key)
-    images = decode_batch(parsed["image"], training, params, seed)
+    return to_features(parsed, decode_batch(parsed["image"], training, params, seed))
+
+
+def to_features(parsed, images):
+    """``({"image", "filename"}, label)`` from a parsed batch and its decoded images."""
     return {"image": images, "filename": parsed["filename"]}, parsed["label"]
 
 
@@ -80,12 +84,20 @@ def input_fn(file_pattern, mode, params, input_context=None):
     dataset = dataset.batch(
         pipeline.replica_batch_size(global_batch, input_context), drop_remainder=training
     )
+    # Parsing and decoding as maps of their own, named: the library's input check times
+    # each stage of the pipeline by its map's name.
     if training:  # stateless augmentation, one seed per batch: the pipeline can be saved
         dataset = tf.data.Dataset.zip(dataset, pipeline.random_seeds(params.random_seed))
+
+        def parse(serialized, seed):
+            return records.parse_batch(serialized, params.image_key, params.label_key), seed
+
+        def decode_and_augment(parsed, seed):
+            return to_features(parsed, decode_batch(parsed["image"], True, params, seed))
+
+        dataset = dataset.map(parse, num_parallel_calls=pipeline.AUTOTUNE, deterministic=False)
         dataset = dataset.map(
-            lambda serialized, seed: parse_and_decode(serialized, True, params, seed),
-            num_parallel_calls=pipeline.AUTOTUNE,
-            deterministic=False,
+            decode_and_augment, num_parallel_calls=pipeline.AUTOTUNE, deterministic=False
         )
     else:
         dataset = dataset.map(

@@ -61,6 +61,7 @@ RUN_OPTIONS: tuple[Field, ...] = (
     Field("distribution", str, "auto", "tf.distribute strategy: auto (mirrored over several GPUs, else one device), one_device, mirrored, multi_worker (the cluster from TF_CONFIG) or tpu", choices=("auto", "one_device", "mirrored", "multi_worker", "tpu")),
     Field("collective_timeout_secs", float, 300.0, "multi_worker: a collective (gradient all-reduce) waiting longer than this for a worker that died stops the run", interval="(0, inf)"),
     Field("tpu_address", str, "", "distribution tpu: the TPU's name or grpc:// address; empty: the local TPU"),
+    Field("input_check", bool, True, "measure once, early in a run, the input pipeline alone against the step alone, and say when the input bounds training, which stage costs most and what to try (library/engine/bottleneck.py)"),
     Field("data_service_address", str, "", "grpc://HOST:PORT of a tf.data service dispatcher that runs the training input pipeline (python -m library.data.service); empty: in this process"),
     Field("data_service_timeout_secs", float, 120.0, "with data_service_address: a run that gets no training batch from the service this long (its workers gone) stops with one line; the same command resumes", interval="(0, inf)"),
     Field("mixed_precision", str, "none", "compute in 16 bits with float32 variables, logits and loss: none, mixed_float16 (with loss scaling; GPUs) or mixed_bfloat16 (TPUs, CPUs with AVX512-BF16 or AMX)", choices=("none", "mixed_float16", "mixed_bfloat16")),

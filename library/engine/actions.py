@@ -18,10 +18,13 @@ from library.recorders.metrics_log import read_metrics
 class LogProgress(Action):
     """Train loss (and its terms), learning rate, gradient and parameter norms, throughput and
     the share of time spent waiting for input: the log line, TensorBoard (``train/``) and the
-    recorders. Warns once when the run is input-bound (the first period, which fills the
-    pipeline and traces the step, aside)."""
+    recorders. At the second log (the first fills the pipeline and traces the step) the input
+    is checked once (``library/engine/bottleneck.py``), and an input-bound run is told so; where
+    it cannot be measured alone (several replicas, the tf.data service), a step that waited
+    for input more than half the time warns instead."""
 
     INPUT_BOUND = 0.5
+    CHECK_STEPS_LEFT = 16  # a run about to end is not worth its input check (seconds)
 
     def __init__(self, intervals: tuple[int, ...], trainer, progress: Progress, writer, recorders: Recorders):  # fmt: skip
         self.intervals, self.trainer = intervals, trainer
@@ -48,8 +51,24 @@ class LogProgress(Action):
                     tf.summary.scalar(name, value)
         self.recorders.on_train_log(step, values)
         self.periods += 1
-        if self.periods > 1 and values["input_wait"] > self.INPUT_BOUND and not self.warned:
+        if (
+            self.periods == 2
+            and self.trainer.measure_input is not None
+            and self.progress.total - step >= self.CHECK_STEPS_LEFT
+        ):
+            # The first period filled the pipeline and traced the step: measure now, once.
+            self.progress.pause()
+            verdict = self.trainer.measure_input()
+            self.progress.resume()
             self.warned = True
+            with self.writer.as_default(step=step):  # the figures, in TensorBoard's train/
+                tf.summary.scalar("input_check/pipeline_batches_per_sec", verdict.pipeline_batches_per_sec)  # fmt: skip
+                tf.summary.scalar("input_check/step_per_sec", verdict.step_per_sec)
+            line = verdict.line(values["steps_per_sec"])
+            if line:
+                self.progress.say(line)
+        elif self.periods > 1 and values["input_wait"] > self.INPUT_BOUND and not self.warned:
+            self.warned = True  # measured alone it cannot be (several replicas, a service)
             self.progress.say(
                 f"warning: the run is input-bound: the step waited for input "
                 f"{values['input_wait']:.0%} of the time up to step {step}; try a cheaper "

@@ -13,7 +13,7 @@ import tensorflow as tf
 from library.config import Params
 from library.contract import Functions
 from library.data import service as data_service
-from library.engine import batch_norm, distribute, steps
+from library.engine import batch_norm, bottleneck, distribute, steps
 from library.engine.schedule import Plan
 from library.outputs import checkpoints
 from library.transfer import names, warm_start
@@ -36,6 +36,7 @@ class Trainer:
     last_saved: str | None = None
     refresh_statistics: Callable[[], None] | None = None  # batch norm, before each save
     stall_watch: contextlib.AbstractContextManager | None = None  # tf.data service input
+    measure_input: Callable[[], object] | None = None  # -> bottleneck.Verdict
 
     @property
     def step(self) -> int:
@@ -164,6 +165,8 @@ def create_trainer(
         strategy, model, optimizer, state, plan, manager, train_loop, iterator, restored
     )
     trainer.refresh_statistics = refresh_statistics
+    if params.input_check and strategy.num_replicas_in_sync == 1 and not params.data_service_address:  # fmt: skip
+        trainer.measure_input = lambda: bottleneck.measure(input_fn, model, functions.loss_fn, params)  # fmt: skip
     if params.data_service_address:
         trainer.stall_watch = data_service.StallWatch(
             lambda: int(state.step.numpy()),

@@ -157,6 +157,7 @@ def run_search(
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     dimensions = parse_space(params)
     study = open_study(params, dimensions)
+    study.set_user_attr("metric", params.best_metric)
     root = params.model_dir
     who = f"{socket.gethostname()}:{os.getpid()}"
     say(

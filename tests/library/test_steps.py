@@ -252,32 +252,46 @@ def test_a_short_run_on_small_data_classifies_what_it_learned(stripes_records, t
 
 
 def input_wait_of(tmp_path, delay):
-    """The input_wait the run logged, for an in-memory input slowed by ``delay`` s a batch."""
-    run_params = params(None, tmp_path / f"m{delay}", num_classes=2, log_steps=2)
+    """The input_wait the run logged and its input check's figures, for an in-memory input
+    slowed by ``delay`` s a batch (in a map of its own)."""
+    run_params = params(None, tmp_path / f"m{delay}", num_classes=2, log_steps=4)
     images = tf.random.stateless_uniform([32, 16, 16, 3], [1, 2])
     labels = tf.cast(tf.reduce_mean(images, axis=[1, 2, 3]) > 0.5, tf.int32)
 
-    def slow(element):
+    def slow_decode(features, labels):
         if delay:
             tf.py_function(lambda: time.sleep(delay), [], [])
-        return element
+        return features, labels
 
     def input_fn(ctx=None):
         dataset = tf.data.Dataset.from_tensor_slices(({"image": images}, labels)).repeat()
-        return dataset.batch(8).map(lambda features, labels: slow((features, labels))).prefetch(1)
+        return dataset.batch(8).map(slow_decode).prefetch(1)
 
-    estimator(run_params, records=32).train(input_fn, 8)
-    waits = [v for _, v in scalars(os.path.join(run_params.model_dir, "train"), "input_wait")]
-    return waits[1:]  # the first period also fills the pipeline and traces the step
+    estimator(run_params, records=32).train(input_fn, 24)  # checked at step 8: 16 to go
+    train = os.path.join(run_params.model_dir, "train")
+    waits = [v for _, v in scalars(train, "input_wait")]
+    (pipeline,) = [v for _, v in scalars(train, "input_check/pipeline_batches_per_sec")]
+    (step,) = [v for _, v in scalars(train, "input_check/step_per_sec")]
+    return waits[1:], pipeline, step  # the first period also fills the pipeline and traces
 
 
-def test_input_wait_is_high_for_a_slow_input_and_low_for_an_in_memory_one(tmp_path, capsys):
-    fast = input_wait_of(tmp_path, 0.0)
-    slow = input_wait_of(tmp_path, 0.25)  # far above a step of this model, even when loaded
-    assert len(fast) == len(slow) == 3
+def test_an_input_bound_run_is_told_its_costliest_stage_and_a_compute_bound_one_nothing(
+    tmp_path, capsys
+):
+    """The pipeline alone against the step alone: an input slowed by design (0.1 s a batch,
+    far above a step of this model even on a loaded machine) is input-bound, its slow map
+    named; the same model on an in-memory input is not, and the log says nothing."""
+    fast, fast_pipeline, fast_step = input_wait_of(tmp_path, 0.0)
+    assert "input-bound" not in capsys.readouterr().out
+    assert fast_pipeline > fast_step
+    slow, slow_pipeline, slow_step = input_wait_of(tmp_path, 0.1)
+    out = capsys.readouterr().out
+    assert slow_pipeline < 11 and slow_pipeline < slow_step, (slow_pipeline, slow_step)
+    assert "warning: the run is input-bound: the input pipeline alone delivers" in out
+    assert "its costliest stage: map slow_decode" in out
+    assert len(fast) == len(slow) == 5
     assert max(fast) < 0.3, fast
     assert min(slow) > 0.5, slow
-    assert "warning: the run is input-bound" in capsys.readouterr().out
 
 
 def test_histograms_are_written_in_tensorboards_format(tmp_path):
