@@ -65,7 +65,7 @@ def run_mode(mode: str, params: Params, project: Mapping[str, Callable]) -> int:
         print(f"run.py: error: {error}", file=sys.stderr)
         return 1
     except tf.errors.OpError as error:
-        lost = params.data_service_address and data_service.lost_worker(
+        lost = params.data_service_address and data_service.failure_line(
             error, params.data_service_address, params.model_dir
         )
         if lost:

@@ -118,17 +118,27 @@ class StallWatch:
                 os._exit(1)
 
 
-def lost_worker(error, address: str, model_dir: str) -> str | None:
-    """One line for a training input that failed because a service worker was lost; None for
-    an error of another kind."""
-    match = re.search(r"Failed to get element from worker (\S+?):? ", error.message)
-    if match is None and "tf.data service" not in error.message:
+def failure_line(error, address: str, model_dir: str) -> str | None:
+    """One line for a training input that failed in the tf.data service (a lost worker, a
+    dispatcher restarted without its journal); None for an error of another kind."""
+    message = error.message
+    again = f"run the same command: it resumes from the last checkpoint in {model_dir}"
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    # TensorFlow's first line is often "Graph execution error:": the cause is further down.
+    first = next((line for line in lines if "Failed" in line), lines[0] if lines else "")
+    first = first.split(". ")[0][:160]
+    if "not configured to be fault tolerant" in message:
+        return (
+            f"the tf.data service's dispatcher at {address} restarted and lost its jobs "
+            f"({first}); start it with --work_dir so that a restart keeps them, and {again}"
+        )
+    match = re.search(r"Failed to get element from worker (\S+?):? ", message)
+    if match is None and "tf.data service" not in message:
         return None
     who = f"worker {match.group(1)}" if match else "a worker"
     return (
-        f"the tf.data service at {address} lost {who} mid-epoch "
-        f"({error.message.strip().splitlines()[0][:160]}); start the workers again and run the "
-        f"same command: it resumes from the last checkpoint in {model_dir}"
+        f"the tf.data service at {address} lost {who} mid-epoch ({first}); start the workers "
+        f"again and {again}"
     )
 
 

@@ -372,3 +372,33 @@ def test_scale_settings_are_checked_in_one_line(monkeypatch):
         result = run_cli(*argv(None, None, *flags))
         assert result.returncode == 2, (flags, result.stderr)
         assert message in one_line(result.stderr)
+
+
+# What TensorFlow 2.21 said here when a service worker was killed under a run with two, and
+# when a dispatcher without --work_dir was killed and restarted under a run.
+LOST_WORKER = (
+    "Graph execution error:\n\nDetected at node while/IteratorGetNext defined at ...\n"
+    "Failed to get element from worker vm:6052: Failed to get an element, with a nonretryable "
+    "error: Failed to get element: Failed to get split: Iteration id 2001 not found"
+)
+RESTARTED = (
+    "Graph execution error:\n\nDetected at node while/IteratorGetNext defined at ...\n"
+    "Failed to get tasks: Unknown iteration client id 3000. The dispatcher is not configured "
+    "to be fault tolerant, so this could be caused by a dispatcher restart."
+)
+
+
+def test_tf_data_service_failures_are_one_line_naming_the_cause():
+    import tensorflow as tf
+
+    from library.data.service import failure_line
+
+    def line(message):
+        return failure_line(tf.errors.NotFoundError(None, None, message), "grpc://d:1", "m")
+
+    assert "lost worker vm:6052 mid-epoch (Failed to get element from worker" in line(LOST_WORKER)
+    restarted = line(RESTARTED)
+    assert "dispatcher at grpc://d:1 restarted and lost its jobs" in restarted
+    assert "--work_dir" in restarted and "resumes from the last checkpoint in m" in restarted
+    assert "\n" not in restarted + line(LOST_WORKER)
+    assert line("Graph execution error:\nsome other failure") is None
