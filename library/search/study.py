@@ -172,10 +172,10 @@ def run_search(
         # same folder, so that it resumes from that trial's checkpoints.
         retried = trial.user_attrs.get("folder")
         folder = retried or os.path.join(root, f"trial-{trial.number:04d}")
+        again = f" (again: {trial.user_attrs.get('process')}, which ran it, stopped)" if retried else ""  # fmt: skip
         trial.set_user_attr("process", who)
         trial.set_user_attr("folder", folder)
         shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())  # fmt: skip
-        again = f" (again: {trial.user_attrs['process']}, which ran it, stopped)" if retried else ""
         say(f"trial {trial.number}{again}: {shown} in {folder}")
         changes = {**values, "model_dir": os.path.join(folder, "model")}
         changes["best_model_dir"] = os.path.join(folder, "best")

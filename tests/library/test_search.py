@@ -87,7 +87,7 @@ def test_two_processes_share_a_study_that_survives_its_killed_process(tmp_path, 
     command = regression_argv(
         str(regression_data), str(tmp_path), "--mode", "search",
         "--search_space", "{learning_rate: 0.05|1e-9, units: 8|16}",
-        "--search_sampler", "grid", "--search_trials", "4", "--search_heartbeat_secs", "1",
+        "--train_epochs", "2", "--search_sampler", "grid", "--search_trials", "4", "--search_heartbeat_secs", "1",
         "--search_pruning_startup_trials", "1",
         "--random_seed", "4",  # the grid's first trial learns (0.05): later 1e-9 ones are pruned
     )  # fmt: skip
@@ -111,6 +111,7 @@ def test_two_processes_share_a_study_that_survives_its_killed_process(tmp_path, 
             if process.poll() is None:
                 process.kill()
     assert any("1 of 4 trials finished" in out for out in outputs), outputs
+    assert any(f":{first.pid}, which ran it, stopped)" in out for out in outputs), outputs
 
     study = optuna.load_study(study_name="default", storage=f"sqlite:///{study_dir}/study.db")
     trials = study.get_trials()

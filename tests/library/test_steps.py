@@ -254,7 +254,7 @@ def test_a_short_run_on_small_data_classifies_what_it_learned(stripes_records, t
 def input_wait_of(tmp_path, delay):
     """The input_wait the run logged and its input check's figures, for an in-memory input
     slowed by ``delay`` s a batch (in a map of its own)."""
-    run_params = params(None, tmp_path / f"m{delay}", num_classes=2, log_steps=4)
+    run_params = params(None, tmp_path / f"m{delay}", num_classes=2, log_steps=4, input_check=True)
     images = tf.random.stateless_uniform([32, 16, 16, 3], [1, 2])
     labels = tf.cast(tf.reduce_mean(images, axis=[1, 2, 3]) > 0.5, tf.int32)
 
