@@ -46,7 +46,7 @@ class FolderLock:
         try:
             for _ in range(2):
                 try:
-                    os.link(staged, self.path)
+                    _link_or_create(staged, self.path, record)
                 except FileExistsError:
                     self._take_over_if_stale()
                     continue
@@ -94,6 +94,20 @@ class FolderLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _link_or_create(staged: str, path: str, record: dict) -> None:
+    """``path`` made, whole, from ``staged``; FileExistsError if it exists. Where the file
+    system has no hard links, an exclusive create written at once (a kill in between leaves
+    an empty lock, which the next run replaces with a note)."""
+    try:
+        os.link(staged, path)
+    except FileExistsError:
+        raise
+    except OSError:
+        descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+            json.dump(record, stream)
 
 
 def _alive(pid) -> bool:

@@ -124,3 +124,27 @@ def test_image_files_given_as_train_files_are_named(tmp_path, stripes_records):
     line = one_line(result.stderr)
     assert f"{photos / 'cat.jpg'}: a JPEG image, not TFRecord shards" in line
     assert "convert_dataset.py" in line
+
+
+@pytest.mark.parametrize("hard_links", [True, False])
+def test_a_lock_is_whole_from_the_moment_it_exists(tmp_path, monkeypatch, hard_links):
+    """The lock is written aside and linked into place (a process killed while taking it
+    leaves no empty lock to block its folder), or created exclusively where the file system
+    has no hard links: either way it holds its record, nothing staged is left, and a second
+    taker is refused, naming the first."""
+    import os
+
+    from library.outputs.lock import FolderLock, LockError
+
+    if not hard_links:
+
+        def no_links(*args):
+            raise PermissionError("hard links not supported")
+
+        monkeypatch.setattr(os, "link", no_links)
+    with FolderLock(str(tmp_path)):
+        assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
+        assert [p.name for p in tmp_path.iterdir()] == [".lock"]  # no staged file left
+        with pytest.raises(LockError, match=f"in use by another run \\(pid {os.getpid()}"):
+            FolderLock(str(tmp_path)).acquire()
+    assert not (tmp_path / ".lock").exists()
