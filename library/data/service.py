@@ -88,32 +88,34 @@ class StallWatch:
         self, read_step: Callable[[], int], timeout_secs: float, message: Callable[[], str]
     ):
         self.read_step, self.timeout_secs, self.message = read_step, timeout_secs, message
-        self.armed = threading.Event()
+        self.chunks = 0
+        self.done: threading.Event | None = None
         self.thread: threading.Thread | None = None
 
     def __enter__(self) -> StallWatch:
-        if self.thread is None:
-            self.thread = threading.Thread(target=self._watch, daemon=True, name="stall-watch")
+        self.chunks += 1
+        if self.chunks > 1:  # a thread per chunk: none is left once training ends
+            self.done = threading.Event()
+            self.thread = threading.Thread(
+                target=self._watch, args=(self.done,), daemon=True, name="stall-watch"
+            )
             self.thread.start()
-        else:
-            self.armed.set()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.armed.clear()
+        if self.thread is not None:
+            self.done.set()
+            self.thread.join()
+            self.thread = self.done = None
 
-    def _watch(self) -> None:
+    def _watch(self, done: threading.Event) -> None:
         poll = min(1.0, self.timeout_secs / 4)
-        last_step, since = None, time.monotonic()
-        while True:
-            time.sleep(poll)
-            if not self.armed.is_set():
-                last_step, since = None, time.monotonic()
-                continue
+        last_step, since = self.read_step(), time.monotonic()
+        while not done.wait(poll):
             step = self.read_step()
             if step != last_step:
                 last_step, since = step, time.monotonic()
-            elif time.monotonic() - since > self.timeout_secs:
+            elif time.monotonic() - since > self.timeout_secs and not done.is_set():
                 print(f"run.py: error: {self.message()}", file=sys.stderr, flush=True)
                 os._exit(1)
 
@@ -121,6 +123,14 @@ class StallWatch:
 def failure_line(error, address: str, model_dir: str) -> str | None:
     """One line for a training input that failed in the tf.data service (a lost worker, a
     dispatcher restarted without its journal); None for an error of another kind."""
+    import tensorflow as tf
+
+    # The errors of a server gone (a data error raised in a worker, say a corrupt record, is
+    # an InvalidArgumentError and is reported as it is).
+    lost = (tf.errors.NotFoundError, tf.errors.UnavailableError, tf.errors.AbortedError,
+            tf.errors.CancelledError, tf.errors.DeadlineExceededError)  # fmt: skip
+    if not isinstance(error, lost):
+        return None
     message = error.message
     again = f"run the same command: it resumes from the last checkpoint in {model_dir}"
     lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
@@ -133,9 +143,9 @@ def failure_line(error, address: str, model_dir: str) -> str | None:
             f"({first}); start it with --work_dir so that a restart keeps them, and {again}"
         )
     match = re.search(r"Failed to get element from worker (\S+?):? ", message)
-    if match is None and "tf.data service" not in message:
+    if match is None:
         return None
-    who = f"worker {match.group(1)}" if match else "a worker"
+    who = f"worker {match.group(1)}"
     return (
         f"the tf.data service at {address} lost {who} mid-epoch ({first}); start the workers "
         f"again and {again}"

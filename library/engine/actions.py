@@ -24,7 +24,7 @@ class LogProgress(Action):
     for input more than half the time warns instead."""
 
     INPUT_BOUND = 0.5
-    CHECK_STEPS_LEFT = 16  # a run about to end is not worth its input check (seconds)
+    CHECK_STEPS_LEFT = 16  # steps: a run about to end is not worth the check's few seconds
 
     def __init__(self, intervals: tuple[int, ...], trainer, progress: Progress, writer, recorders: Recorders):  # fmt: skip
         self.intervals, self.trainer = intervals, trainer
@@ -57,10 +57,15 @@ class LogProgress(Action):
             and self.progress.total - step >= self.CHECK_STEPS_LEFT
         ):
             # The first period filled the pipeline and traced the step: measure now, once.
-            self.progress.pause()
-            verdict = self.trainer.measure_input()
-            self.progress.resume()
             self.warned = True
+            self.progress.pause()
+            try:
+                verdict = self.trainer.measure_input()
+            except Exception as error:  # a diagnostic: it must never end the run
+                self.progress.say(f"note: input check skipped ({type(error).__name__}: {error})")
+                return
+            finally:
+                self.progress.resume()
             with self.writer.as_default(step=step):  # the figures, in TensorBoard's train/
                 tf.summary.scalar("input_check/pipeline_batches_per_sec", verdict.pipeline_batches_per_sec)  # fmt: skip
                 tf.summary.scalar("input_check/step_per_sec", verdict.step_per_sec)

@@ -74,7 +74,7 @@ def advice(costliest: str) -> str:
 def stage_name(dataset: tf.data.Dataset) -> str | None:
     """A transformation's name for the line: a map by its function's name, others by kind;
     None for those that are no stage (shuffle, prefetch...)."""
-    kind = type(dataset).__name__.strip("_").removesuffix("Dataset").removesuffix("V2")
+    kind = type(dataset).__name__.strip("_").removesuffix("V2").removesuffix("Dataset")
     if any(kind.startswith(skip) for skip in NOT_STAGES):
         return None
     wrapper = getattr(dataset, "_map_func", None)
@@ -96,6 +96,8 @@ def stages_of(dataset: tf.data.Dataset) -> list[tuple[str, tf.data.Dataset]]:
         name = stage_name(dataset)
         if name is not None:
             chain.append((name, dataset))
+        if name is not None and name.startswith("read"):
+            break  # what a read reads from is its files' names
         inputs = dataset._inputs()
         dataset = inputs[0] if inputs else None
     return chain[::-1]

@@ -105,7 +105,7 @@ def grid(dimension: Dimension) -> list:
     if dimension.choices:
         return list(dimension.choices)
     values, value = [], dimension.low
-    while value <= dimension.high * (1 + 1e-9):
+    while value <= dimension.high + abs(dimension.step) * 1e-9:
         values.append(value)
         value += dimension.step
     return values

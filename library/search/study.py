@@ -117,7 +117,8 @@ def open_study(params: Params, dimensions: list[Dimension]) -> optuna.Study:
     direction = "minimize" if params.best_mode == "min" else "maximize"
     # The process that creates the study samples from random_seed (a search run again from
     # scratch picks the same values); every process that joins it draws from a seed of its
-    # own, or all would try the same values.
+    # own, or all would try the same values. A grid is the exception: each process takes
+    # the next point of one shuffled order, which must be the same in every process.
     seed = params.random_seed
     for joined in (False, True):
         try:
@@ -126,7 +127,8 @@ def open_study(params: Params, dimensions: list[Dimension]) -> optuna.Study:
                 study_name=params.config_set, direction=direction, load_if_exists=joined,
             )  # fmt: skip
         except optuna.exceptions.DuplicatedStudyError:
-            seed = (params.random_seed + os.getpid() * 7919 + time.time_ns()) % 2**32
+            if params.search_sampler != "grid":  # a grid's order must be the same everywhere
+                seed = (params.random_seed + os.getpid() * 7919 + time.time_ns()) % 2**32
     raise AssertionError("unreachable: the second attempt loads the study")
 
 
@@ -190,13 +192,17 @@ def run_search(
             raise DivergedTrialError(f"trial {trial.number}: training ended with status {status}")
         return float(json.loads(read_text(best_path))["value"])
 
+    # Failed trials (diverged, or whose process died) do not count as finished; as many of
+    # them as search_trials end the search too, or a space where most diverge never would.
+    enough = [
+        optuna.study.MaxTrialsCallback(params.search_trials, states=DONE),
+        optuna.study.MaxTrialsCallback(params.search_trials, states=(TrialState.FAIL,)),
+    ]
     try:
-        study.optimize(
-            objective,
-            callbacks=[optuna.study.MaxTrialsCallback(params.search_trials, states=DONE)],
-            catch=(DivergedTrialError,),
-            gc_after_trial=True,
-        )
+        if len(finished(study)) < params.search_trials:  # else: only the outputs again
+            study.optimize(
+                objective, callbacks=enough, catch=(DivergedTrialError,), gc_after_trial=True
+            )
     except SearchInterrupted as stop:
         say(
             "search stopped; the same command resumes it, and tries the stopped trial again "
@@ -269,6 +275,8 @@ def draw_figures(study, root: str, say) -> list[str]:
 
     written = []
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    if not complete:  # nothing to draw
+        return written
     plots: Mapping[str, Callable] = {"history.png": figures.plot_optimization_history}
     if len(complete) >= 2 and len(study.best_trial.params) >= 1:
         plots = {**plots, "importances.png": figures.plot_param_importances}

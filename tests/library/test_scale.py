@@ -402,3 +402,6 @@ def test_tf_data_service_failures_are_one_line_naming_the_cause():
     assert "--work_dir" in restarted and "resumes from the last checkpoint in m" in restarted
     assert "\n" not in restarted + line(LOST_WORKER)
     assert line("Graph execution error:\nsome other failure") is None
+    # A data error raised in a worker names the worker too, but no worker was lost.
+    corrupt = tf.errors.InvalidArgumentError(None, None, LOST_WORKER)
+    assert failure_line(corrupt, "grpc://d:1", "m") is None

@@ -145,3 +145,55 @@ def test_two_processes_share_a_study_that_survives_its_killed_process(tmp_path, 
     sets = yaml.safe_load(pasted.replace("<<: *DEFAULT", "units: 0"))
     assert sets["default_best"]["learning_rate"] == best.params["learning_rate"] == 0.05
     assert sets["default_best"]["units"] == best.params["units"]
+
+
+def fake_training(calls, status=0):
+    """A trial's training without TensorFlow: it records its values and writes the best
+    checkpoint's record the way a run does (its metric: the learning rate)."""
+    import json
+
+    from library.outputs.best import BEST_JSON
+
+    def train(trial_params, reporter):
+        calls.append((trial_params.learning_rate, trial_params.units))
+        best = os.path.join(trial_params.best_model_dir, BEST_JSON)
+        os.makedirs(os.path.dirname(best), exist_ok=True)
+        with open(best, "w", encoding="utf-8") as stream:
+            json.dump({"value": trial_params.learning_rate}, stream)
+        return status
+
+    return train
+
+
+def test_a_grid_shared_by_processes_visits_every_point_and_a_finished_study_trains_nothing(
+    tmp_path,
+):
+    from library.search.study import run_search
+
+    space = "{learning_rate: 0.1|0.2|0.3, units: 4|8|16}"
+    calls = []
+    for trials in (4, 9):  # a second process (another seed for other samplers) finishes it
+        flags = {"search_sampler": "grid", "search_trials": trials, "model_dir": tmp_path / "s"}
+        assert (
+            run_search(space_params(space, **flags), fake_training(calls), say=lambda _: None) == 0
+        )
+    assert len(calls) == len(set(calls)) == 9
+    again = []
+    assert run_search(space_params(space, **flags), fake_training(again), say=lambda _: None) == 0
+    assert again == []  # the study had its 9 trials: only the outputs are written again
+
+
+def test_a_search_whose_trials_all_fail_ends(tmp_path):
+    from library.search.study import run_search
+
+    calls = []
+    flags = {"search_sampler": "random", "search_trials": 3, "model_dir": tmp_path / "s"}
+    assert run_search(space_params("{learning_rate: 0.1|0.2}", **flags), fake_training(calls, 1), say=lambda _: None) == 0  # fmt: skip
+    assert len(calls) == 3
+
+
+def test_a_grid_range_keeps_both_ends():
+    from library.search.space import Dimension
+
+    assert grid(Dimension("x", -2.0, -1.0, step=0.5)) == [-2.0, -1.5, -1.0]
+    assert grid(Dimension("x", 0.1, 0.3, step=0.1)) == pytest.approx([0.1, 0.2, 0.3])

@@ -362,3 +362,16 @@ def test_sample_predictions_mark_the_wrong_ones_in_red(tmp_path):
     wrong = labels.copy()
     wrong[5] = (wrong[5] + 1) % 3
     assert red_pixels(wrong, "one_wrong.png") > 100  # its title and a frame around it
+
+
+def test_pipeline_stages_are_named_by_their_job(stripes_records):
+    """What the input check calls each stage: reads by their source, maps by their function's
+    name; shuffles, repeats and prefetches are no stage."""
+    from library.engine.bottleneck import stages_of
+
+    def parse(serialized):
+        return tf.io.parse_example(serialized, {"image/class/label": tf.io.FixedLenFeature([], tf.int64)})  # fmt: skip
+
+    files = sorted(str(p) for p in stripes_records.glob("train-*.tfrecord"))
+    dataset = tf.data.TFRecordDataset(files).shuffle(8).repeat().batch(4).map(parse).prefetch(1)
+    assert [name for name, _ in stages_of(dataset)] == ["read (TFRecord)", "batch", "map parse"]
