@@ -211,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         except DataServiceError as error:
             print(
-                f"{prog}: error: {str(error).replace('data_service_address', 'dispatcher')}",
+                f"{prog}: error: {str(error).replace('data_service_address', 'dispatcher')} "
+                f"(waited {args.wait_secs:g} s: --wait_secs)",
                 file=sys.stderr,
             )
             return 2
