@@ -45,7 +45,7 @@ class Verdict:
     def line(self, training_steps_per_sec: float) -> str | None:
         if not self.input_bound:
             return None
-        costliest = ""
+        costliest, name = "", ""
         if self.stages:
             name, cost = max(self.stages, key=lambda stage: stage[1])
             total = sum(max(c, 0.0) for _, c in self.stages) or 1.0
@@ -54,12 +54,13 @@ class Verdict:
             f"warning: the run is input-bound: the input pipeline alone delivers "
             f"{self.pipeline_batches_per_sec:.1f} batches/s, the step alone runs "
             f"{self.step_per_sec:.1f} steps/s (training ran {training_steps_per_sec:.1f})"
-            f"{costliest}; try {advice(costliest)}"
+            f"{costliest}; try {advice(name)}"
         )
 
 
-def advice(costliest: str) -> str:
-    if "read" in costliest or "Interleave" in costliest or "TFRecord" in costliest:
+def advice(stage: str) -> str:
+    """What to try when ``stage`` (a name of ``stage_name``; empty: unknown) costs most."""
+    if stage.startswith("read"):
         return (
             "more parallel reads (interleave_cycle_length), more and larger shards on a local "
             "disk, or the tf.data service (docs/scaling.md)"

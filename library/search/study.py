@@ -23,7 +23,6 @@ import json
 import os
 import re
 import socket
-import time
 import warnings
 from collections.abc import Callable, Mapping
 
@@ -128,11 +127,11 @@ def open_study(params: Params, dimensions: list[Dimension]) -> optuna.Study:
             )  # fmt: skip
         except optuna.exceptions.DuplicatedStudyError:
             if params.search_sampler != "grid":  # a grid's order must be the same everywhere
-                seed = (params.random_seed + os.getpid() * 7919 + time.time_ns()) % 2**32
+                seed = None  # Optuna then seeds from the operating system's entropy
     raise AssertionError("unreachable: the second attempt loads the study")
 
 
-def make_sampler(params: Params, dimensions: list[Dimension], seed: int):
+def make_sampler(params: Params, dimensions: list[Dimension], seed: int | None):
     if params.search_sampler == "grid":
         return optuna.samplers.GridSampler({d.name: grid(d) for d in dimensions}, seed=seed)
     if params.search_sampler == "random":
