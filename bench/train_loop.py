@@ -24,8 +24,8 @@ from library.config import default_params
 tf = import_tensorflow()
 import keras  # noqa: E402
 
-import run  # noqa: E402
-from library.contract import Functions  # noqa: E402
+import project  # noqa: E402
+from library.contract import project_functions  # noqa: E402
 from library.engine import actions, schedule, trainer  # noqa: E402
 from library.engine.estimator import Estimator, EvalSpec, TrainSpec, train_and_evaluate  # noqa: E402
 from library.recorders import best, console, metrics_log, plots, summaries  # noqa: E402
@@ -71,7 +71,7 @@ def make_params(work, name, case, **overrides):
 def estimator_for(params, records):
     """The project's Estimator, as run.py wires it (the image kit's recorders included)."""
     return Estimator.from_functions(
-        Functions.from_mapping(run.load_project()),
+        project_functions(project),
         params,
         plan=schedule.make_plan(params, records),
         say=lambda line: None,

@@ -17,6 +17,6 @@ def classifier(features, params):
 
 def gated_classifier(features, params):
     """A classifier behind a gate whose op has a hand-written gradient (custom_ops.py)."""
-    from project.custom_ops import SigmoidGate
+    from .custom_ops import SigmoidGate
 
     return classifier(SigmoidGate(name="gate")(features), params)

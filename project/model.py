@@ -7,7 +7,8 @@ import tensorflow as tf
 from library.recorders.csv_logger import CSVLogger
 from library.vision.classes import class_names_of
 from library.vision.figures import ClassificationFigures, ImageSummaries
-from project import encoders, heads
+
+from . import encoders, heads
 
 
 def model_fn(params):

@@ -53,6 +53,21 @@ def regression_data(tmp_path_factory):
     return folder
 
 
+@pytest.fixture(scope="session")
+def text_data(tmp_path_factory):
+    """Training (96) and evaluation (32) sentences of two topics, as records in folders of
+    their own (``train``, ``eval``), and the evaluation sentences as JSON lines."""
+    import json
+
+    folder = tmp_path_factory.mktemp("text")
+    support.write_text_records(folder / "train", "train", support.text_rows(96, seed=1))
+    rows = support.text_rows(32, seed=2)
+    support.write_text_records(folder / "eval", "eval", rows)
+    with open(folder / "eval.jsonl", "w", encoding="utf-8") as stream:
+        stream.writelines(json.dumps(row) + "\n" for row in rows)
+    return folder
+
+
 @dataclass(frozen=True)
 class TrainedRun:
     """A run of the test project with everything on (``full``), as ``run.py`` trains it: 4

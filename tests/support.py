@@ -8,15 +8,17 @@ import io
 import os
 import subprocess
 import sys
+import types
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 from projects import classifier, regression
-from projects.classifier import hyperparameters as declarations
-from projects.regression import hyperparameters as regression_declarations
 
-REGRESSION = (regression_declarations, regression.load_project)
+from library.contract import project_functions
+
+declarations = classifier  # what the test classifier declares (its package)
+REGRESSION = regression
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -65,7 +67,7 @@ def resolve_argv(argv, project=None):
     from ``argv``."""
     from library import config
 
-    declared = (project or (declarations,))[0]
+    declared = project or classifier
     resolved, _ = config.resolve(
         argv,
         declared.HYPERPARAMETERS,
@@ -78,9 +80,16 @@ def resolve_argv(argv, project=None):
 
 def functions(**replaced):
     """The test project's functions (``library.contract.Functions``), some maybe replaced."""
-    from library.contract import Functions
+    return project_functions(classifier).replace(**replaced)
 
-    return Functions.from_mapping({**classifier.load_project(), **replaced})
+
+def variant(project, **replaced):
+    """``project`` (a package) with some of its functions replaced: a package of its own,
+    for ``run_cli(..., project=variant(...))``."""
+    copy = types.ModuleType(project.__name__)
+    copy.__dict__.update({k: v for k, v in vars(project).items() if not k.startswith("__")})
+    copy.load_functions = lambda: project_functions(project).replace(**replaced)
+    return copy
 
 
 def estimator(run_params, records=48, **replaced):
@@ -97,7 +106,7 @@ def specs(run_params, max_steps, eval_files=None):
     from library.contract import ModeKeys
     from library.engine.estimator import EvalSpec, TrainSpec
 
-    input_fn = classifier.load_project()["input_fn"]
+    input_fn = functions().input_fn
     train = TrainSpec(
         lambda ctx=None: input_fn(run_params.train_files, ModeKeys.TRAIN, run_params, ctx),
         max_steps,
@@ -131,6 +140,37 @@ def regression_rows(count, seed):
     ]
 
 
+TOPICS = (
+    ("cat", "dog", "purr", "fur", "paw", "kitten", "bark", "whisker"),
+    ("rocket", "orbit", "launch", "moon", "engine", "fuel", "star", "comet"),
+)
+FILLER = ("the", "a", "of", "and", "with", "near", "big", "small", "old", "new")
+
+
+def text_rows(count, seed, topics=TOPICS):
+    """``count`` rows ``{text, label}``: sentences of a topic's words among filler words,
+    labelled by their topic."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for index in range(count):
+        label = index % len(topics)
+        words = [*rng.choice(topics[label], 3), *rng.choice(FILLER, 4)]
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "label": label})
+    return rows
+
+
+def write_text_records(folder, name, rows, num_shards=2):
+    """``rows`` as records of the library's writer (shards and a manifest)."""
+    from library.data.records import RecordWriter, example
+
+    writer = RecordWriter(str(folder), name, num_shards=num_shards, overwrite=True)
+    for row in rows:
+        writer.write(example(row))
+    writer.close()
+    return os.path.join(str(folder), f"{name}-*.tfrecord")
+
+
 # -- the command line -------------------------------------------------------------------------
 
 
@@ -142,7 +182,8 @@ class Result:
 
 
 def run_cli(*args: str, project=None) -> Result:
-    """``run.py`` of the test project in this process: its exit status and what it printed.
+    """``run.py`` of a test project (the classifier by default; a package) in this process:
+    its exit status and what it printed.
 
     An exception the command line lets through is raised here (a user would see a
     traceback). The environment variable it may set for a subprocess-free run (oneDNN) is
@@ -150,13 +191,12 @@ def run_cli(*args: str, project=None) -> Result:
     """
     from library.cli import main
 
-    declared, load = project or (declarations, classifier.load_project)
     out, err = io.StringIO(), io.StringIO()
     saved = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
-                status = main(list(args), declared, load)
+                status = main(list(args), project or classifier)
             except SystemExit as exit_:  # --help
                 status = exit_.code
     finally:
@@ -229,19 +269,11 @@ def jpeg_bytes(image):
 
 
 def make_class_tree(root, classes=("horizontal", "vertical"), per_class=6, size=40, seed=0):
-    """A learnable two-class tree: stripes running one way or the other, varied colours."""
-    rng = np.random.default_rng(seed)
-    for label, name in enumerate(classes):
-        for i in range(per_class):
-            phase = rng.uniform(0, 6.28)
-            period = rng.uniform(4, 8)
-            y, x = np.mgrid[0:size, 0:size].astype(np.float32)
-            wave = np.sin(2 * np.pi * (y if label == 0 else x) / period + phase)
-            colour = rng.uniform(60, 255, 3)
-            pixels = (0.5 + 0.5 * wave[..., None]) * colour
-            image = Image.fromarray(pixels.astype(np.uint8), "RGB")
-            save(image, os.path.join(root, name, f"{name}_{i}.jpg"), quality=95)
-    return root
+    """A learnable two-class tree: stripes running one way or the other, varied colours (the
+    image kit's sample)."""
+    from library.vision.sample import write_class_tree
+
+    return write_class_tree(root, classes, per_class, size, seed)
 
 
 # -- TensorBoard events -----------------------------------------------------------------------

@@ -96,8 +96,8 @@ def messages(path):
 def test_the_core_names_no_feature_class_or_project_hyperparameter():
     """The core assumes nothing about the task: no image or label feature, no class, and its
     messages name no hyperparameter of a project (the shipped one's or the test projects')."""
-    from projects.classifier import hyperparameters as classifier
-    from projects.regression import hyperparameters as regression
+    from projects import classifier, regression
+    from projects import text as text_project
 
     from library.config import MODES, RUN_OPTIONS
     from project.hyperparameters import HYPERPARAMETERS
@@ -108,7 +108,12 @@ def test_the_core_names_no_feature_class_or_project_hyperparameter():
     library_keys = {*names, *(part for name in names for part in name.split("_"))}
     project_keys = {
         f.name
-        for fields in (HYPERPARAMETERS, classifier.HYPERPARAMETERS, regression.HYPERPARAMETERS)
+        for fields in (
+            HYPERPARAMETERS,
+            classifier.HYPERPARAMETERS,
+            regression.HYPERPARAMETERS,
+            text_project.HYPERPARAMETERS,
+        )
         for f in fields
     } - library_keys
     for path in core_files():
@@ -131,8 +136,10 @@ def test_the_library_tests_never_import_project():
     for folder in ("tests/library", "tests/projects", "tests/examples"):
         for path, module in imported_modules(folder):
             assert module.split(".")[0] not in ("project", "run"), f"{path} imports {module}"
-    support = read(os.path.join("tests", "support.py"))
-    assert "import project" not in support and "from project " not in support
+    shared = [os.path.join(ROOT, "tests", name) for name in ("support.py", "conftest.py")]
+    for path, module in imported_modules("tests"):
+        if path in shared:
+            assert module.split(".")[0] not in ("project", "run"), f"{path} imports {module}"
 
 
 def test_readme_quick_start_uses_the_project_venv():

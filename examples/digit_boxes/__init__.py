@@ -12,25 +12,31 @@ the figures of a classifier) come in through the contract's doors.
 
 import os
 
+from .hyperparameters import HYPERPARAMETERS, METRICS, RUN_OPTIONS
+
+__all__ = ["HYPERPARAMETERS", "METRICS", "RUN_OPTIONS", "load_functions"]
+
 FOLDER = os.path.dirname(os.path.abspath(__file__))
 PROJECT_FILE = os.path.join(FOLDER, "project.yaml")
 BOX_KEY = "image/object/bbox"  # [ymin, xmin, ymax, xmax], fractions of the canvas
 
 
-def load_project() -> dict:
+def load_functions():
     """The functions by contract name (library/contract.py), imported late."""
-    from examples.digit_boxes import functions
+    from library.contract import Functions
     from library.vision import serving
 
-    return {
-        "input_fn": functions.input_fn,
-        "model_fn": functions.model_fn,
-        "loss_fn": functions.loss_fn,
-        "optimizer_fn": functions.optimizer_fn,
-        "metrics_fn": functions.metrics_fn,
-        "predictions_fn": functions.predictions_fn,
-        "serving_inputs": serving.image_bytes_inputs,
-        "serving_fn": functions.serving_fn,
-        "predict_reader": serving.read_image_file,
-        "callbacks_fn": functions.callbacks_fn,
-    }
+    from . import functions as own
+
+    return Functions(
+        input_fn=own.input_fn,
+        model_fn=own.model_fn,
+        loss_fn=own.loss_fn,
+        optimizer_fn=own.optimizer_fn,
+        metrics_fn=own.metrics_fn,
+        predictions_fn=own.predictions_fn,
+        serving_inputs=serving.image_bytes_inputs,
+        serving_fn=own.serving_fn,
+        predict_reader=serving.read_image_file,
+        callbacks_fn=own.callbacks_fn,
+    )

@@ -3,7 +3,6 @@
 import keras
 import tensorflow as tf
 
-from examples.digit_boxes import BOX_KEY
 from library.contract import ModeKeys
 from library.data import pipeline
 from library.engine.metrics import Selected
@@ -11,6 +10,8 @@ from library.recorders.csv_logger import CSVLogger
 from library.vision import images, records
 from library.vision.classes import class_names_of
 from library.vision.figures import ClassificationFigures, ImageSummaries
+
+from . import BOX_KEY
 
 
 def decode(encoded, boxes, params, seed=None):

@@ -10,24 +10,30 @@ does. No file of ``library/`` names these columns.
 
 import os
 
+from .hyperparameters import HYPERPARAMETERS, METRICS
+
+__all__ = ["HYPERPARAMETERS", "METRICS", "load_functions"]
+
 FOLDER = os.path.dirname(os.path.abspath(__file__))
 PROJECT_FILE = os.path.join(FOLDER, "project.yaml")
 COLUMNS = ("age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6")
 TARGET = "progression"
 
 
-def load_project() -> dict:
+def load_functions():
     """The functions by contract name (library/contract.py), imported late."""
-    from examples.regression import functions
+    from library.contract import Functions
 
-    return {
-        "input_fn": functions.input_fn,
-        "model_fn": functions.model_fn,
-        "loss_fn": functions.loss_fn,
-        "optimizer_fn": functions.optimizer_fn,
-        "metrics_fn": functions.metrics_fn,
-        "predictions_fn": functions.predictions_fn,
-        "serving_inputs": functions.serving_inputs,
-        "serving_fn": functions.serving_fn,
-        "callbacks_fn": functions.callbacks_fn,
-    }
+    from . import functions as own
+
+    return Functions(
+        input_fn=own.input_fn,
+        model_fn=own.model_fn,
+        loss_fn=own.loss_fn,
+        optimizer_fn=own.optimizer_fn,
+        metrics_fn=own.metrics_fn,
+        predictions_fn=own.predictions_fn,
+        serving_inputs=own.serving_inputs,
+        serving_fn=own.serving_fn,
+        callbacks_fn=own.callbacks_fn,
+    )

@@ -4,11 +4,12 @@ named columns, the label and the output the progression."""
 import keras
 import tensorflow as tf
 
-from examples.regression import COLUMNS, TARGET
 from library.contract import ModeKeys
 from library.data import pipeline
 from library.engine.metrics import Selected
 from library.recorders.csv_logger import CSVLogger
+
+from . import COLUMNS, TARGET
 
 SPEC = {name: tf.io.FixedLenFeature([], tf.float32) for name in (*COLUMNS, TARGET)}
 

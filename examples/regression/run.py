@@ -8,11 +8,10 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from examples import regression
-from examples.regression import hyperparameters
 from library.cli import main
 
 if __name__ == "__main__":
     argv = sys.argv[1:]
     if not any(a.split("=")[0] == "--project_file" for a in argv):  # this project's sets
         argv = ["--project_file", regression.PROJECT_FILE, *argv]
-    sys.exit(main(argv, hyperparameters, regression.load_project))
+    sys.exit(main(argv, regression))

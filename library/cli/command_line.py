@@ -5,46 +5,34 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from types import ModuleType
 
 from library.config import TRAINING_MODES, ConfigError, resolve, to_yaml
+from library.contract import ProjectError, project_functions
 from library.search.space import parse_space
 from library.search.sweep import parse_sweep
 
-ProjectLoader = Callable[[], Mapping[str, Callable]]
 
-
-def main(
-    argv: Sequence[str],
-    declarations: ModuleType,
-    load_project: ProjectLoader,
-    prog: str = "run.py",
-) -> int:
+def main(argv: Sequence[str], project: ModuleType, prog: str = "run.py") -> int:
     """Runs one mode of ``run.py``; returns the exit status.
 
     Args:
         argv: command-line arguments without the program name.
-        declarations: what the project declares before TensorFlow loads
-            (``project/hyperparameters.py``): ``HYPERPARAMETERS`` (the schema of
-            hyperparameters.yaml), ``METRICS`` (the names metrics_fn returns) and optionally
-            ``check(params)``, its rules that tie keys together, and ``RUN_OPTIONS``, keys of
-            project.yaml it declares besides the library's.
-        load_project: returns the project's functions by contract name
-            (``library/contract.py``); called only after the configuration is valid, so
-            that ``--help`` and configuration errors do not wait for TensorFlow.
-            ``declarations.onednn_off(params)``, when present, says whether training must
-            run without oneDNN (``onednn: auto``).
+        project: the project package (``library/contract.py``): what it declares before
+            TensorFlow loads (``HYPERPARAMETERS``, ``METRICS``, ``RUN_OPTIONS``, ``check``,
+            ``onednn_off``) and ``load_functions()``, called only after the configuration is
+            valid, so that ``--help`` and configuration errors do not wait for TensorFlow.
         prog: program name for messages.
     """
     try:
         params, args = resolve(
             argv,
-            declarations.HYPERPARAMETERS,
+            project.HYPERPARAMETERS,
             prog,
-            metrics=getattr(declarations, "METRICS", ()),
-            check=getattr(declarations, "check", None),
-            run_options=getattr(declarations, "RUN_OPTIONS", ()),
+            metrics=getattr(project, "METRICS", ()),
+            check=getattr(project, "check", None),
+            run_options=getattr(project, "RUN_OPTIONS", ()),
         )
     except ConfigError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
@@ -104,7 +92,7 @@ def main(
         if sweep is not None:  # one process trains every value: any value at risk decides
             key, values = sweep[0], sweep[1]
             runs = [params.replace(**{key: value}) for value in values]
-        _choose_onednn(runs, getattr(declarations, "onednn_off", None), prog)
+        _choose_onednn(runs, getattr(project, "onednn_off", None), prog)
     from library.cli.quiet import import_tensorflow
 
     # Deferred until the configuration is valid: it takes seconds.
@@ -112,12 +100,13 @@ def main(
     from library.cli import modes
 
     try:
+        functions = project_functions(project)
         if sweep is not None:
-            return modes.run_sweep(params, load_project(), *sweep, sweep_all=args.sweep_all)
+            return modes.run_sweep(params, functions, *sweep, sweep_all=args.sweep_all)
         if args.mode == "search":
-            return modes.run_search(params, load_project())
-        return modes.run_mode(args.mode, params, load_project())
-    except modes.UsageError as error:
+            return modes.run_search(params, functions)
+        return modes.run_mode(args.mode, params, functions)
+    except (modes.UsageError, ProjectError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

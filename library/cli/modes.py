@@ -5,17 +5,17 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 import tensorflow as tf
 
 from library.cli import predict
 from library.config import Params
-from library.contract import Functions, ModeKeys
+from library.contract import Functions, ModeKeys, ProjectError
 from library.data import diagnose, files, records
 from library.data import service as data_service
 from library.data.service import DataServiceError, check_reachable
-from library.engine import actions, distribute, schedule
+from library.engine import actions, distribute, schedule, steps
 from library.engine.estimator import (
     DivergedError,
     Estimator,
@@ -37,15 +37,14 @@ class UsageError(Exception):
     """Bad input (files, checkpoints): one line, exit status 2."""
 
 
-def run_mode(mode: str, params: Params, project: Mapping[str, Callable]) -> int:
+def run_mode(mode: str, params: Params, functions: Functions) -> int:
     """Runs one mode; returns the exit status (0 done, 1 diverged, 2 bad input).
 
     Args:
         mode: one of ``library.config.MODES``.
         params: the resolved configuration.
-        project: the project's functions by contract name (``library/contract.py``).
+        functions: the project's functions (``library/contract.py``).
     """
-    functions = Functions.from_mapping(project)
     try:
         return _MODES[mode](params, functions)
     except (
@@ -59,12 +58,17 @@ def run_mode(mode: str, params: Params, project: Mapping[str, Callable]) -> int:
         hub.HubError,
         distribute.StrategyError,
         DataServiceError,
+        ProjectError,
+        steps.CompileError,
     ) as error:
         raise UsageError(str(error)) from None
     except DivergedError as error:
         print(f"run.py: error: {error}", file=sys.stderr)
         return 1
     except tf.errors.OpError as error:
+        uncompiled = params.xla and steps.xla_problem(error)
+        if uncompiled:
+            raise UsageError(uncompiled) from None
         lost = params.data_service_address and data_service.failure_line(
             error, params.data_service_address, params.model_dir
         )
@@ -89,7 +93,7 @@ def run_mode(mode: str, params: Params, project: Mapping[str, Callable]) -> int:
 
 def run_sweep(
     params: Params,
-    project: Mapping[str, Callable],
+    functions: Functions,
     key: str,
     values: list,
     geometric: bool,
@@ -100,14 +104,14 @@ def run_sweep(
 
     def train(value_params: Params) -> int:
         try:
-            return run_mode("train_and_evaluate", value_params, project)
+            return run_mode("train_and_evaluate", value_params, functions)
         finally:
             keras.backend.clear_session()  # the next value starts with a clean slate
 
     return sweep.run_sweep(params, key, values, train, sweep_all, geometric)
 
 
-def run_search(params: Params, project: Mapping[str, Callable]) -> int:
+def run_search(params: Params, functions: Functions) -> int:
     """Trials of a search on Optuna, each an ordinary train_and_evaluate
     (``library/search/study.py``)."""
     import keras
@@ -115,11 +119,8 @@ def run_search(params: Params, project: Mapping[str, Callable]) -> int:
     from library.search import study
 
     def train(trial_params: Params, reporter) -> int:
-        own = project.get("callbacks_fn")
-        with_reporter = {
-            **project,
-            "callbacks_fn": lambda p: [*(own(p) if own else []), reporter],
-        }
+        own = functions.callbacks_fn
+        with_reporter = functions.replace(callbacks_fn=lambda p: [*own(p), reporter])
         try:
             return run_mode("train_and_evaluate", trial_params, with_reporter)
         finally:
@@ -129,16 +130,69 @@ def run_search(params: Params, project: Mapping[str, Callable]) -> int:
 
 
 def build_estimator(
-    params: Params, functions: Functions, plan=None, data_manifests=(), strategy=None
+    params: Params,
+    functions: Functions,
+    plan=None,
+    data_manifests=(),
+    strategy=None,
+    data_from: str | None = None,
 ) -> Estimator:
-    """The Estimator for ``params`` (the project's ``prepare_fn`` applied: see
-    ``estimator.params``)."""
+    """The Estimator for ``params``; what the data decides comes from ``prepare_fn`` when it
+    trains (``data_from`` None), else from the checkpoint ``data_from`` names (see
+    ``Estimator``)."""
     if strategy is None and params.distribution == "multi_worker":
         # Only training runs on several workers; evaluating or exporting here is one process.
         strategy = distribute.create_strategy(params.replace(distribution="auto"))
     return Estimator.from_functions(
-        functions, params, plan=plan, strategy=strategy, data_manifests=data_manifests
+        functions,
+        params,
+        plan=plan,
+        strategy=strategy,
+        data_manifests=data_manifests,
+        data_from=data_from,
     )
+
+
+def train_records(params: Params) -> int | None:
+    """The examples of one epoch of ``train_files``: ``train_records`` when given, else
+    counted from the manifests beside the files (or, when a length in epochs needs the
+    count, by reading TFRecord shards once). None when nothing needs it and it is not known
+    cheaply: an input_fn may read no files at all.
+
+    Raises:
+        InputError: a length in epochs, and ``train_files`` are not records that can be
+            counted (naming what they are).
+    """
+    if params.train_records:
+        return params.train_records
+    in_epochs = not params.train_steps or not params.steps_between_evals
+    try:
+        counted = records.count_records(params.train_files, read_shards=in_epochs)
+    except files.InputError:
+        if in_epochs:
+            raise
+        return None
+    stranger = files.not_tfrecord(params.train_files) if counted is None and in_epochs else None
+    if stranger:
+        path, what = stranger
+        raise files.InputError(
+            f"{path}: {what}, no records the library can count, and a length in epochs needs "
+            "the examples of an epoch: set train_records, give lengths in steps, or write "
+            "records with a manifest (library.data.records.RecordWriter)"
+        )
+    return counted
+
+
+def _manifests(patterns) -> list[str]:
+    """The manifests of the datasets read (for provenance); none for an input that is no
+    files of the library's writer."""
+    found = []
+    for pattern in patterns:
+        try:
+            found += records.manifest_paths(pattern)
+        except files.InputError:
+            continue
+    return found
 
 
 def input_for(functions: Functions, pattern: str, mode: str, params: Params) -> Callable:
@@ -152,19 +206,15 @@ def _train(params: Params, functions: Functions, evaluate: bool) -> int:
     if params.data_service_address:
         check_reachable(params.data_service_address)
         print(f"training input from the tf.data service at {params.data_service_address}")
-    plan = schedule.make_plan(params, records.count_records(params.train_files))
-    patterns = [params.train_files]
-    if evaluate:
-        files.match_files(params.eval_files)
-        patterns.append(params.eval_files)
+    plan = schedule.make_plan(params, train_records(params))
+    patterns = [params.train_files, *([params.eval_files] if evaluate else [])]
     print(actions.describe(plan))
     if not evaluate and (params.plateau_patience or params.early_stopping_patience):
         print("warning: plateau and early stopping act on evaluations: --mode train makes none")
     if params.skip_corrupt_records:
         for line in diagnose.report_lost_records(params.train_files):
             print(f"warning: {line}")
-    manifests = [m for pattern in patterns for m in records.manifest_paths(pattern)]
-    estimator = build_estimator(params, functions, plan, manifests, strategy)
+    estimator = build_estimator(params, functions, plan, _manifests(patterns), strategy)
     params = estimator.params  # prepared: the input_fn may need what prepare_fn filled in
     train_spec = TrainSpec(
         input_for(functions, params.train_files, ModeKeys.TRAIN, params), plan.train_steps
@@ -172,25 +222,27 @@ def _train(params: Params, functions: Functions, evaluate: bool) -> int:
     eval_spec = EvalSpec(
         input_for(functions, params.eval_files, ModeKeys.EVAL, params), params.eval_steps or None
     )
-    if evaluate:  # built once now: files that do not suit it are named before training
-        distribute.call_input_fn(eval_spec.input_fn)
     try:
+        if evaluate:  # built once now: files that do not suit it are named before training
+            distribute.call_input_fn(eval_spec.input_fn)
         if evaluate:
             train_and_evaluate(estimator, train_spec, eval_spec)
         else:
             estimator.train(train_spec.input_fn, train_spec.max_steps)
     except DATA_ERRORS as error:
-        raise _explain(error, params, functions, [params.train_files, params.eval_files]) from None
+        raise _explain(error, params, functions, patterns) from None
     _print_outputs(params)
     return 0
 
 
 def _explain(error: Exception, params: Params, functions: Functions, patterns) -> Exception:
-    """The data error named by file, when the files are to blame (a corrupt TFRecord shard,
-    or what the project's ``diagnose_fn`` finds); else the error itself."""
+    """The data error named by file, when the files are to blame (none match, a corrupt
+    TFRecord shard, or what the project's ``diagnose_fn`` finds); else the error itself."""
     for pattern in patterns:
         line = None
-        if isinstance(error, tf.errors.DataLossError) and _tfrecords(pattern):
+        if "No files matched pattern" in error.message and pattern in error.message:
+            line = f"{pattern}: no files match (fix the pattern, or write the files)"
+        elif isinstance(error, tf.errors.DataLossError) and _tfrecords(pattern):
             line = diagnose.find_corrupt_shard(pattern)
         if line is None and functions.diagnose_fn is not None:
             line = functions.diagnose_fn(pattern, params, error)
@@ -217,8 +269,7 @@ def _print_outputs(params: Params) -> None:
 
 
 def _evaluate(params: Params, functions: Functions) -> int:
-    files.match_files(params.eval_files)
-    estimator = build_estimator(params, functions)
+    estimator = build_estimator(params, functions, data_from=params.checkpoint)
     params = estimator.params
     try:
         results = estimator.evaluate(
@@ -237,9 +288,8 @@ def _evaluate(params: Params, functions: Functions) -> int:
 
 
 def _continuous_eval(params: Params, functions: Functions) -> int:
-    plan = schedule.make_plan(params, records.count_records(params.train_files))
-    files.match_files(params.eval_files)
-    estimator = build_estimator(params, functions, plan)
+    plan = schedule.make_plan(params, train_records(params))
+    estimator = build_estimator(params, functions, plan, data_from="latest")
     params = estimator.params
     try:
         estimator.evaluate_continuously(
@@ -255,7 +305,7 @@ def _predict(params: Params, functions: Functions) -> int:
     if not params.predict_files:
         raise UsageError("--mode predict needs --predict_files (a glob, a folder or a comma list)")
     paths = files.expand_files(params.predict_files)
-    estimator = build_estimator(params, functions)
+    estimator = build_estimator(params, functions, data_from=params.checkpoint)
     params = estimator.params
     inputs = predict.serving_specs(functions, params)
     prefix = estimator.resolve_checkpoint(params.checkpoint)
@@ -274,7 +324,7 @@ def _predict(params: Params, functions: Functions) -> int:
 
 
 def _export(params: Params, functions: Functions) -> int:
-    estimator = build_estimator(params, functions)
+    estimator = build_estimator(params, functions, data_from=params.checkpoint)
     params = estimator.params
     export_dir = params.export_dir or os.path.join(params.model_dir, "export")
     path = estimator.export_saved_model(export_dir, params.checkpoint)
@@ -283,7 +333,7 @@ def _export(params: Params, functions: Functions) -> int:
 
 
 def _export_encoder(params: Params, functions: Functions) -> int:
-    estimator = build_estimator(params, functions)
+    estimator = build_estimator(params, functions, data_from=params.checkpoint)
     params = estimator.params
     model, prefix = estimator.restore_model(params.checkpoint)
     directory = params.export_encoder_dir or os.path.join(params.model_dir, "encoder")
@@ -302,7 +352,7 @@ def _inspect(params: Params, functions: Functions) -> int:
     if params.inspect_path:
         lines = names.inspect_path(params.inspect_path)
     else:
-        params = build_estimator(params, functions).params
+        params = build_estimator(params, functions, data_from="latest").params
         lines = names.inspect_model(functions.model_fn(params))
     print("\n".join(lines))
     return 0

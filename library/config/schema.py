@@ -95,8 +95,21 @@ def parse_bool(text: str) -> bool:
     raise ValueError(f"not a boolean: {text!r} (use true or false)")
 
 
+def python_value(value: Any) -> Any:
+    """numpy's scalars and arrays (what a ``prepare_fn`` may compute: ``np.str_``,
+    ``np.int64``, an array of tokens) as Python's own values, which YAML and JSON write."""
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, str) and type(value) is not str:
+        return str(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
 def _scalar(kind: type, value: Any) -> Any:
     """``value`` as ``kind``; strings (from flags, or PyYAML's 1e-4) are parsed."""
+    value = python_value(value)
     if kind is bool:
         return value if isinstance(value, bool) else parse_bool(value)
     if isinstance(value, bool):
@@ -121,6 +134,7 @@ def _scalar(kind: type, value: Any) -> Any:
 
 def _structure(value: Any, container: type) -> Any:
     """A list or mapping given as YAML flow text on the command line, parsed safely."""
+    value = python_value(value)
     if isinstance(value, str):
         try:
             value = yaml.load(value, Loader=StrictLoader)  # noqa: S506 - a SafeLoader subclass

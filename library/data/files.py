@@ -75,6 +75,17 @@ def what_it_is(head: bytes) -> str:
         return "not a TFRecord file"
 
 
+def not_tfrecord(file_pattern: str) -> tuple[str, str] | None:
+    """``(path, what it seems to be)`` of the first file of ``file_pattern`` that does not
+    start like a TFRecord file; None when all do."""
+    for path in match_files(file_pattern):
+        with tf.io.gfile.GFile(path, "rb") as stream:
+            head = stream.read(12)
+        if not looks_like_tfrecord(head):
+            return path, what_it_is(head)
+    return None
+
+
 def check_tfrecords(file_pattern: str) -> list[str]:
     """The files of ``file_pattern``, each checked to start like a TFRecord file.
 

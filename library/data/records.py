@@ -163,10 +163,11 @@ def manifest_counts(files: Sequence[str]) -> dict[str, int]:
     return counts
 
 
-def count_records(file_pattern: str) -> int | None:
+def count_records(file_pattern: str, read_shards: bool = True) -> int | None:
     """Records in the files of ``file_pattern``: from the manifests beside them, else by
-    reading TFRecord files once (records of another tool); None when some file has neither
-    a manifest nor TFRecord framing (a CSV file, say): only its reader knows."""
+    reading TFRecord files once (records of another tool; not with ``read_shards`` False);
+    None when some file has neither a manifest nor TFRecord framing (a CSV file, say): only
+    its reader knows."""
     files = match_files(file_pattern)
     known = manifest_counts(files)
     total = 0
@@ -174,6 +175,8 @@ def count_records(file_pattern: str) -> int | None:
         if path in known:
             total += known[path]
             continue
+        if not read_shards:
+            return None
         with tf.io.gfile.GFile(path, "rb") as stream:
             if not looks_like_tfrecord(stream.read(12)):
                 return None

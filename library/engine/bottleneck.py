@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import keras
 import tensorflow as tf
 
-from library.contract import model_inputs
+from library.contract import model_feature_names, model_inputs
 from library.engine import distribute, steps
 
 # The pipeline is called input-bound when it delivers less than this share of the step's rate.
@@ -164,7 +164,7 @@ def step_rate(model: keras.Model, loss_fn: Callable, params: Mapping, batch, sec
 def measure(input_fn: Callable, model: keras.Model, loss_fn: Callable, params: Mapping) -> Verdict:
     """The pipeline's and the step's rates alone, and the stages' costs when input-bound."""
     raw = distribute.call_input_fn(input_fn)
-    dataset = distribute.without_strings(raw)
+    dataset = distribute.model_features(raw, model_feature_names(model))
     pipeline, _ = delivery_rate(dataset, MEASURE_SECS)
     batch = next(iter(dataset))
     step = step_rate(model, loss_fn, params, batch, MEASURE_SECS)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import inspect
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import tensorflow as tf
 
+from library.contract import ProjectError
 from library.data import service as data_service
 
 
@@ -121,35 +122,71 @@ def call_input_fn(input_fn: Callable, input_context=None) -> tf.data.Dataset:
     return input_fn()
 
 
-def without_strings(dataset: tf.data.Dataset) -> tf.data.Dataset:
-    """Drops string features (file names): no step uses them, and neither GPUs nor XLA
-    take strings."""
+def model_features(dataset: tf.data.Dataset, names: Sequence[str] | None) -> tf.data.Dataset:
+    """The dataset with only the features a dict-input model takes (``names``; None: all):
+    the others (a file name, say) need not travel to the devices. Those it takes stay, of
+    any dtype: strings reach a model that vectorizes text.
+
+    Raises:
+        ProjectError: the model takes a feature the input does not give.
+    """
     spec = dataset.element_spec
     features_spec = spec[0] if isinstance(spec, tuple) else spec
-    if not isinstance(features_spec, Mapping):
+    if names is None or not isinstance(features_spec, Mapping):
         return dataset
-    keep = [k for k, s in features_spec.items() if s.dtype != tf.string]
-    if len(keep) == len(features_spec):
+    missing = [name for name in names if name not in features_spec]
+    if missing:
+        raise ProjectError(
+            f"the model takes the feature {missing[0]!r}, which input_fn does not give (it "
+            f"gives {', '.join(map(repr, features_spec)) or 'none'}): name its inputs as "
+            "the features are named"
+        )
+    if len(names) == len(features_spec):
         return dataset
+    keep = [name for name in features_spec if name in names]
     if isinstance(spec, tuple):
         return dataset.map(lambda features, *rest: ({k: features[k] for k in keep}, *rest))
     return dataset.map(lambda features: {k: features[k] for k in keep})
 
 
+def holds_strings(spec) -> bool:
+    """Whether a dataset's element spec holds a string tensor anywhere."""
+    return any(s.dtype == tf.string for s in tf.nest.flatten(spec) if hasattr(s, "dtype"))
+
+
 def distribute_dataset(
-    strategy: tf.distribute.Strategy, input_fn: Callable, service_address: str = ""
+    strategy: tf.distribute.Strategy,
+    input_fn: Callable,
+    service_address: str = "",
+    features: Sequence[str] | None = None,
 ):
     """The dataset of ``input_fn``, one pipeline per worker, batches sent to the replicas'
     devices (prefetched there); run by the tf.data service at ``service_address`` if given
-    (``library/data/service.py``)."""
+    (``library/data/service.py``). ``features``: the names of the features the model takes
+    (``contract.model_feature_names``; None: all of them).
+
+    Strings cannot live on an accelerator: where the replicas are GPUs or TPUs and a batch
+    holds strings, batches stay on the host and each step copies what it needs.
+    """
 
     def dataset_fn(input_context):
-        dataset = without_strings(call_input_fn(input_fn, input_context))
+        dataset = model_features(call_input_fn(input_fn, input_context), features)
         if service_address:
             dataset = data_service.distribute(dataset, service_address)
         return dataset
 
-    return strategy.distribute_datasets_from_function(dataset_fn)
+    options = None
+    if _accelerators(strategy) and holds_strings(dataset_fn(None).element_spec):
+        options = tf.distribute.InputOptions(experimental_fetch_to_device=False)
+    return strategy.distribute_datasets_from_function(dataset_fn, options)
+
+
+def _accelerators(strategy: tf.distribute.Strategy) -> bool:
+    try:
+        devices = strategy.extended.worker_devices
+    except RuntimeError:  # the default strategy, which create_strategy gives on CPUs alone
+        return False
+    return any(":GPU:" in device.upper() or ":TPU:" in device.upper() for device in devices)
 
 
 def element_spec(strategy: tf.distribute.Strategy, dataset, input_fn: Callable):
@@ -157,7 +194,7 @@ def element_spec(strategy: tf.distribute.Strategy, dataset, input_fn: Callable):
     (built again from ``input_fn`` when several replicas make the spec per-replica)."""
     if strategy.num_replicas_in_sync == 1:
         return dataset.element_spec
-    return call_input_fn(input_fn).element_spec
+    return call_input_fn(input_fn).element_spec  # all features: a superset is harmless
 
 
 def first_replica(strategy: tf.distribute.Strategy, value):

@@ -24,7 +24,7 @@ from library.engine.loop import DivergedError, Interrupted, StopRequest, run_loo
 from library.engine.progress import Progress
 from library.engine.schedule import Plan
 from library.engine.trainer import Trainer, create_trainer
-from library.outputs import checkpoints, export, provenance
+from library.outputs import checkpoints, decided, export, provenance
 from library.outputs.best import BestExporter
 from library.outputs.files import atomic_write_text, remove_tree
 from library.outputs.lock import FolderLock
@@ -72,13 +72,18 @@ class Estimator:
     Args:
         model_fn, loss_fn, optimizer_fn: the project's functions (``library/contract.py``).
         params: the resolved configuration (``library.config.Params``); the project's
-            ``prepare_fn``, when given, fills in what the data decides first.
+            ``prepare_fn``, when given, fills in what the data decides first
+            (``library/outputs/decided.py``).
         plan: the run's durations in steps (``library.engine.schedule.make_plan``); needed
             to train, never guessed.
         strategy: the ``tf.distribute`` strategy (default: ``distribute.create_strategy()``).
         data_manifests: the datasets' manifest files, whose hashes ``provenance.json`` keeps.
         callbacks: recorders and actions of the caller's, beside those of ``callbacks_fn``.
         say: where one-line messages go.
+        data_from: for an Estimator that does not train, the checkpoint (latest, best, a
+            folder or a prefix) whose saved data-decided values to use instead of calling
+            ``prepare_fn``; None (training): ``prepare_fn`` decides, and a resume whose
+            data decides otherwise is refused.
         **functions: the optional contract functions by name (``metrics_fn``,
             ``predictions_fn``, ``serving_inputs``, ``serving_fn``, ``callbacks_fn``, ...).
     """
@@ -95,13 +100,13 @@ class Estimator:
         data_manifests: Sequence[str] = (),
         callbacks: Sequence[Recorder | Action] = (),
         say: Callable[[str], None] = print,
+        data_from: str | None = None,
         **functions: Callable,
     ):
         self.functions = Functions.from_mapping(
             {"model_fn": model_fn, "loss_fn": loss_fn, "optimizer_fn": optimizer_fn, **functions}
         )
-        prepare = self.functions.prepare_fn
-        self.params = prepare(params) if prepare is not None else params
+        self.params, self.data_decided = self._prepare(params, data_from)
         self.plan = plan
         self.strategy = strategy or distribute.create_strategy(self.params)
         self.data_manifests = tuple(data_manifests)
@@ -114,6 +119,17 @@ class Estimator:
         )
         # The best's SavedModel export (a model of its own and its serving module), built once.
         self._export: tuple[keras.Model, tf.Module] | None = None
+
+    def _prepare(self, params: config.Params, data_from: str | None) -> tuple:
+        if data_from is None:
+            return decided.prepare(self.functions.prepare_fn, params)
+        try:
+            prefix = checkpoints.resolve_checkpoint(
+                data_from, params.model_dir, params.best_model_dir
+            )
+        except checkpoints.CheckpointError:
+            prefix = ""  # no checkpoint yet: the data decides now
+        return decided.prepare(self.functions.prepare_fn, params, prefix)
 
     @classmethod
     def from_functions(cls, functions: Functions, params: config.Params, **kwargs) -> Estimator:
@@ -200,6 +216,7 @@ class Estimator:
                 self.strategy,
                 self.say,
                 restore_dir=self.params.model_dir,
+                data_decided=self.data_decided,
             )
         except checkpoints.NotRestorableError as error:
             raise _what_changed(error, params) from None

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from library.config import Params
-from library.contract import Functions
+from library.contract import Functions, model_feature_names
 from library.engine import distribute, steps
 from library.outputs import checkpoints
 from library.recorders.base import Evaluation, Recorders
@@ -63,7 +63,7 @@ class Evaluator:
         self.functions, self.params, self.strategy = functions, params, strategy
         self.recorders = recorders
         self._compiled: tuple | None = None  # (model, loss metrics, metrics, extras, eval step)
-        self._datasets: tuple | None = None  # (input_fn, its distributed dataset)
+        self._datasets: tuple | None = None  # (input_fn, features, its distributed dataset)
         self._restorable: keras.Model | None = None  # built once, for checkpoints
         self.terms: tuple[str, ...] = ()  # the loss terms, once compiled
         self.arrays: dict[str, np.ndarray] = {}  # the recorders' metrics, last evaluation
@@ -82,7 +82,7 @@ class Evaluator:
             input_fn: an input function of an optional input context.
             max_batches: stop after this many batches (None: the whole dataset).
         """
-        dataset = self._dataset(input_fn)
+        dataset = self._dataset(input_fn, model_feature_names(model))
         _, losses, metrics, extras, eval_step = self._compile(model, dataset, input_fn)
         for metric in [*losses.values(), *metrics.values(), *extras.values()]:
             metric.reset_state()
@@ -106,12 +106,14 @@ class Evaluator:
         self.arrays = {name: np.asarray(m.result()) for name, m in extras.items()}
         return results
 
-    def _dataset(self, input_fn: Callable):
-        """The distributed dataset of ``input_fn``, built once: each evaluation iterates it
-        anew (building a pipeline costs a tenth of a second or more)."""
-        if self._datasets is None or self._datasets[0] is not input_fn:
-            self._datasets = (input_fn, distribute.distribute_dataset(self.strategy, input_fn))
-        return self._datasets[1]
+    def _dataset(self, input_fn: Callable, features):
+        """The distributed dataset of ``input_fn`` (with the ``features`` the model takes),
+        built once: each evaluation iterates it anew (building a pipeline costs a tenth of a
+        second or more)."""
+        if self._datasets is None or self._datasets[:2] != (input_fn, features):
+            dataset = distribute.distribute_dataset(self.strategy, input_fn, features=features)
+            self._datasets = (input_fn, features, dataset)
+        return self._datasets[2]
 
     def _compile(self, model: keras.Model, dataset, input_fn: Callable) -> tuple:
         if self._compiled is None or self._compiled[0] is not model:

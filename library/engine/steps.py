@@ -10,6 +10,7 @@ the step trains their sum and keeps each term's mean beside the total's.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 
 import keras
@@ -300,6 +301,55 @@ def build_train_loop(
         return state.nonfinite_in_a_row.read_value()
 
     return train_loop
+
+
+class CompileError(Exception):
+    """The step cannot be compiled as asked (``xla``): one line, exit status 2."""
+
+
+def check_compilable(element_spec, features: Sequence[str] | None) -> None:
+    """Refuses XLA for a step that would take strings (XLA takes none, and TF 2.21 aborts
+    the process on one instead of raising): before anything is traced.
+
+    Args:
+        element_spec: the ``(features, labels)`` spec of the training batches.
+        features: the features the model takes (None: all of them).
+    """
+    features_spec, labels_spec = element_spec
+    if isinstance(features_spec, Mapping):
+        taken = {k: v for k, v in features_spec.items() if features is None or k in features}
+    else:
+        taken = {"features": features_spec}
+    strings = [
+        name
+        for name, spec in [*taken.items(), ("labels", labels_spec)]
+        if any(s.dtype == tf.string for s in tf.nest.flatten(spec))
+    ]
+    if strings:
+        raise CompileError(
+            f"xla: the train step takes the string input {strings[0]!r}, and XLA compiles no "
+            "strings; set xla: false, or turn the strings into numbers in the input_fn"
+        )
+
+
+def xla_problem(error: tf.errors.OpError) -> str | None:
+    """One line for an error of XLA compiling the step (a string input, an op it has no
+    kernel for), naming the op and the node (its layer's name leads); None for any other
+    error."""
+    message = error.message or ""
+    if "trying to compile" not in message or "XLA" not in message:
+        return None
+    found = re.search(r"(\w+) \(No registered '\w+' OpKernel for XLA_\w+ devices", message)
+    node = re.search(r"\{\{node ([^}]+)\}\}", message)
+    op, where = (found.group(1) if found else "an op"), (node.group(1) if node else "the step")
+    if op == "_Arg" and "DT_STRING" in message:
+        reason = f"the step takes the string input {where!r}, and XLA takes no strings"
+    else:
+        reason = f"XLA has no kernel for {op} (at {where})"
+    return (
+        f"xla: the train step does not compile: {reason}; set xla: false, or do that work "
+        "in the input_fn"
+    )
 
 
 def build_eval_step(

@@ -4,18 +4,18 @@ from ``model_dir``, with the compiled train loop and the input iterator."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import keras
 import tensorflow as tf
 
 from library.config import Params
-from library.contract import Functions
+from library.contract import Functions, model_feature_names
 from library.data import service as data_service
 from library.engine import batch_norm, bottleneck, distribute, steps
 from library.engine.schedule import Plan
-from library.outputs import checkpoints
+from library.outputs import checkpoints, decided
 from library.transfer import names, warm_start
 
 
@@ -75,6 +75,7 @@ def create_trainer(
     strategy: tf.distribute.Strategy,
     say: Callable[[str], None] = print,
     restore_dir: str | None = None,
+    data_decided: Mapping[str, object] | None = None,
 ) -> Trainer:
     """Builds (or restores from ``params.model_dir``) everything a training run holds.
 
@@ -89,6 +90,8 @@ def create_trainer(
         restore_dir: where to resume from when it is not ``params.model_dir`` (a worker
             that is not the chief resumes from the chief's checkpoints, read only, and saves
             into a folder of its own).
+        data_decided: what the data decided (``library/outputs/decided.py``), saved in
+            every checkpoint.
 
     Raises:
         checkpoints.CheckpointError: checkpoints exist and none restores.
@@ -96,8 +99,13 @@ def create_trainer(
     keras.utils.set_random_seed(params.random_seed)
     with strategy.scope(), precision(params.mixed_precision):
         model = functions.model_fn(params)
-    dataset = distribute.distribute_dataset(strategy, input_fn, params.data_service_address)
+    features = model_feature_names(model)
+    dataset = distribute.distribute_dataset(
+        strategy, input_fn, params.data_service_address, features
+    )
     spec = distribute.element_spec(strategy, dataset, input_fn)
+    if params.xla:
+        steps.check_compilable(spec, features)
     terms = steps.loss_terms(functions.loss_fn, model, params, spec)
     with strategy.scope():
         state = steps.StepState(terms)
@@ -130,13 +138,14 @@ def create_trainer(
         checkpoints.restore_from(tf.train.Checkpoint(optimizer=optimizer), restored)
     # The loss scale apart from the optimizer: checkpoints restore across precisions.
     saved = {"model": model, "optimizer": optimizer, "state": state}
+    saved[decided.KEY] = decided.variable(data_decided or {})
     if loss_scale is not None:
         saved["loss_scale"] = loss_scale
         if restored:
             _restore_loss_scale(loss_scale, restored, say)
     iterator = iter(dataset)
     refresh_statistics = _statistics_refresher(
-        strategy, model, input_fn, params.batch_norm_refresh_batches
+        strategy, model, input_fn, params.batch_norm_refresh_batches, features
     )
     if params.checkpoint_input_pipeline:
         saved["iterator"] = iterator
@@ -232,11 +241,13 @@ class _StatisticsRefresher:
         self.refresh(self.iterator, tf.constant(self.batches, tf.int64))
 
 
-def _statistics_refresher(strategy, model, input_fn, batches: int) -> _StatisticsRefresher | None:
+def _statistics_refresher(
+    strategy, model, input_fn, batches: int, features
+) -> _StatisticsRefresher | None:
     refresh = batch_norm.build_refresh(strategy, model) if batches else None
     if refresh is None:
         return None
-    iterator = iter(distribute.distribute_dataset(strategy, input_fn))
+    iterator = iter(distribute.distribute_dataset(strategy, input_fn, features=features))
     return _StatisticsRefresher(refresh, iterator, batches)
 
 

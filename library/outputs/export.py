@@ -49,9 +49,10 @@ def predict_function(model: keras.Model, functions: Functions, params: Mapping) 
 def serving_module(model: keras.Model, functions: Functions, params: Mapping) -> tf.Module:
     """A module whose ``serve`` takes the declared serving inputs and returns the predictions.
 
-    The module holds the model's variables and ``serve``, not the Keras model (as Keras' own
-    ``ExportArchive`` does): saving the Keras layers as well took two to four times as long,
-    and a best-model export runs at every new best.
+    The module holds the model's variables, its resources (the lookup tables of
+    ``TextVectorization`` or ``StringLookup``) and ``serve``, not the Keras model (as Keras'
+    own ``ExportArchive`` does): saving the Keras layers as well took two to four times as
+    long, and a best-model export runs at every new best.
     """
     specs = serving_specs(functions, params)
     predict = predict_function(model, functions, params)
@@ -63,7 +64,20 @@ def serving_module(model: keras.Model, functions: Functions, params: Mapping) ->
 
     module = tf.Module()
     module.model_variables, module.serve = list(model.variables), serve
+    module.model_resources = model_resources(model)
     return module
+
+
+def model_resources(model: keras.Model) -> list:
+    """The resources the model holds besides its variables (lookup tables, hash tables),
+    which a SavedModel must track for a function that uses them to be saved."""
+    from tensorflow.saved_model.experimental import TrackableResource
+
+    return [
+        trackable
+        for trackable in tf.train.TrackableView(model).descendants()
+        if isinstance(trackable, TrackableResource)
+    ]
 
 
 def save_serving_module(module: tf.Module, directory: str) -> None:

@@ -15,9 +15,7 @@ from support import ROOT, event_tags, run_cli
 
 from examples import digit_boxes, regression
 from examples.digit_boxes import __main__ as boxes_journey
-from examples.digit_boxes import hyperparameters as boxes_declarations
 from examples.regression import __main__ as regression_journey
-from examples.regression import hyperparameters as regression_declarations
 from library.recorders.metrics_log import read_metrics
 
 
@@ -51,7 +49,7 @@ def test_the_regression_trains_evaluates_exports_reloads_and_predicts(tmp_path):
     counts = regression_journey.write_records(tables, data)
     assert counts == {"train": 265, "validation": 88, "test": 89}
     commands = regression_journey.commands(data, out, "--train_epochs", "4", "--epochs_between_evals", "2")  # fmt: skip
-    printed = journey(commands, (regression_declarations, regression.load_project), regression.PROJECT_FILE)  # fmt: skip
+    printed = journey(commands, regression, regression.PROJECT_FILE)  # fmt: skip
     assert "8 steps per epoch; training to step 32, evaluating every 16 steps" in printed["train"].stdout  # fmt: skip
     rows = read_metrics(os.path.join(out, "checkpoints"))
     assert [r["step"] for r in rows] == [16, 32] and all("eval_mae" in r for r in rows)
@@ -82,7 +80,7 @@ def test_one_encoder_two_heads_with_per_head_loss_terms_and_a_box_metric(tmp_pat
     )  # fmt: skip
     for name in ("evaluate", "export", "predict"):
         commands[name] += ["--filters", "[8, 8, 8]"]
-    printed = journey(commands, (boxes_declarations, digit_boxes.load_project), digit_boxes.PROJECT_FILE)  # fmt: skip
+    printed = journey(commands, digit_boxes, digit_boxes.PROJECT_FILE)  # fmt: skip
     rows = read_metrics(os.path.join(out, "checkpoints"))
     assert [r["step"] for r in rows] == [6, 12]
     for row in rows:  # a term per head, beside the total they sum to

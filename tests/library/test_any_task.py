@@ -13,8 +13,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from projects import regression
-from support import REGRESSION, event_tags, one_line, regression_argv, regression_rows, run_cli
+from support import (
+    REGRESSION,
+    event_tags,
+    one_line,
+    regression_argv,
+    regression_rows,
+    run_cli,
+    variant,
+)
 
+from library.contract import project_functions
 from library.data.records import RecordWriter, example
 from library.recorders.base import Recorder
 from library.recorders.metrics_log import read_metrics
@@ -176,13 +185,8 @@ class Tracker(Recorder):
 
 def with_callbacks(*recorders):
     """The regression project with ``recorders`` added by its callbacks_fn."""
-    declarations, load = REGRESSION
-
-    def load_with_callbacks():
-        project = load()
-        return {**project, "callbacks_fn": lambda params: [*project["callbacks_fn"](params), *recorders]}  # fmt: skip
-
-    return declarations, load_with_callbacks
+    own = project_functions(REGRESSION).callbacks_fn
+    return variant(REGRESSION, callbacks_fn=lambda params: [*own(params), *recorders])
 
 
 def test_a_project_recorder_receives_every_evaluation_and_training_log(regression_data, tmp_path):
@@ -252,7 +256,9 @@ def test_epochs_need_counted_records(regression_data, tmp_path):
     refused = run_cli(*regression_argv(None, tmp_path / "a", *csv_files), project=REGRESSION)
     assert refused.returncode == 2
     line = one_line(refused.stderr)
-    assert "3 epochs: the records of an epoch are not counted; set train_records" in line
+    # The file is named first, with what it is, then the ways out.
+    assert f"{regression_data / 'eval.csv'}: a text file, no records the library can count" in line  # fmt: skip
+    assert "set train_records, give lengths in steps" in line
     counted = run_cli(*regression_argv(None, tmp_path / "b", *csv_files, "--train_records", "64"), project=REGRESSION)  # fmt: skip
     assert counted.returncode == 0, counted.stderr
     assert "4 steps per epoch; training to step 12, evaluating every 4 steps" in counted.stdout

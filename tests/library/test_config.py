@@ -227,12 +227,12 @@ BEFORE_TENSORFLOW = """
 import io, json, sys, contextlib
 sys.path[:0] = [{root!r}, {tests!r}]
 from library.cli import main
-from projects.classifier import hyperparameters, load_project
+from projects import classifier
 answers = []
 for argv in json.loads(sys.argv[1]):
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
-        answers.append([main(argv, hyperparameters, load_project), err.getvalue()])
+        answers.append([main(argv, classifier), err.getvalue()])
 loaded = [name for name in ("tensorflow", "optuna") if name in sys.modules]
 print(json.dumps({{"answers": answers, "loaded": loaded}}))
 """

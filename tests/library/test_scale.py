@@ -20,21 +20,16 @@ import json, os, sys
 sys.path[:0] = [{root!r}, os.path.join({root!r}, "tests")]
 from library.cli import main
 from projects import classifier
-from projects.classifier import hyperparameters
+from support import variant
 
 built = []
+model_fn = classifier.load_functions().model_fn
 
-def load_project():
-    project = classifier.load_project()
-    model_fn = project["model_fn"]
+def recording_model_fn(params):
+    built.append(model_fn(params))
+    return built[-1]
 
-    def recording_model_fn(params):
-        built.append(model_fn(params))
-        return built[-1]
-
-    return {{**project, "model_fn": recording_model_fn}}
-
-status = main(sys.argv[1:], hyperparameters, load_project)
+status = main(sys.argv[1:], variant(classifier, model_fn=recording_model_fn))
 if status == 0:  # the first model built is the one that trains
     print("WEIGHTS " + json.dumps([w.numpy().astype(float).ravel()[:4].tolist() for w in built[0].weights]))
 sys.exit(status)

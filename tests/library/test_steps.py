@@ -10,9 +10,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from projects import classifier
 from projects.classifier import functions
-from support import argv, estimator, one_line, params, run_cli, scalars, specs
+from support import argv, estimator, one_line, params, run_cli, scalars, specs, variant
 
+from library.contract import model_feature_names
 from library.engine import distribute, progress, schedule, steps
 from library.engine.estimator import DivergedError, train_and_evaluate
 from library.engine.evaluator import Evaluator
@@ -62,14 +64,9 @@ def test_nonfinite_steps_in_a_row_stop_with_exit_status_1(stripes_records, tmp_p
             )
         )
 
-    from projects.classifier import hyperparameters, load_project
-
-    def load_poisoned():
-        return {**load_project(), "input_fn": poisoned_after_two_batches}
-
     command = argv(stripes_records, tmp_path, "--mode", "train", "--max_nonfinite_steps", "3",
                    "--save_checkpoints_steps", "1", "--train_steps", "9")  # fmt: skip
-    result = run_cli(*command, project=(hyperparameters, load_poisoned))
+    result = run_cli(*command, project=variant(classifier, input_fn=poisoned_after_two_batches))
     assert result.returncode == 1
     line = one_line(result.stderr)
     # Batches 0 and 1 train steps 1 and 2 (the input picture spends no batch); 2-4 are NaN.
@@ -115,8 +112,10 @@ def test_xla_compiled_loop_trains_and_still_skips_nonfinite_steps():
             tf.constant([[0, 1, 0, 1]] * 3),
         )
     )
-    # The file names (strings: XLA takes none) are dropped on the way to the devices.
-    iterator = iter(distribute.distribute_dataset(strategy, lambda: dataset))
+    # The file names (strings: XLA takes none) are dropped on the way to the devices: the
+    # model does not take them.
+    features = model_feature_names(net)
+    iterator = iter(distribute.distribute_dataset(strategy, lambda: dataset, features=features))
     assert int(train_loop(iterator, tf.constant(1, tf.int64))) == 0
     before = [v.numpy().copy() for v in net.variables]
     assert int(train_loop(iterator, tf.constant(1, tf.int64))) == 1

@@ -1,34 +1,39 @@
 """A tiny image classifier: one convolution block on TFRecords of the image kit's converter,
 using the kit through the contract's doors as the shipped project does.
 
-What ``run.py`` is to the scaffold, this package is to the library's tests: its declarations
-(``hyperparameters``), its functions (``load_project``) and its YAML sets (``PROJECT_FILE``).
-Importing it loads no TensorFlow.
+A project package as ``project/`` is (``library/contract.py``): its declarations and its
+functions here, its YAML sets (``PROJECT_FILE``). Importing it loads no TensorFlow.
 """
 
 import os
+
+from .hyperparameters import HYPERPARAMETERS, METRICS, RUN_OPTIONS, check, onednn_off
+
+__all__ = ["HYPERPARAMETERS", "METRICS", "RUN_OPTIONS", "check", "load_functions", "onednn_off"]
 
 FOLDER = os.path.dirname(os.path.abspath(__file__))
 PROJECT_FILE = os.path.join(FOLDER, "project.yaml")
 RUN_PY = os.path.join(FOLDER, "run.py")
 
 
-def load_project() -> dict:
-    """The functions by contract name, as ``run.py`` wires them (imported late)."""
+def load_functions():
+    """The functions by contract name, imported late."""
+    from library.contract import Functions
     from library.vision import classes, serving
-    from projects.classifier import functions
 
-    return {
-        "input_fn": functions.input_fn,
-        "model_fn": functions.model_fn,
-        "loss_fn": functions.loss_fn,
-        "optimizer_fn": functions.optimizer_fn,
-        "metrics_fn": functions.metrics_fn,
-        "predictions_fn": functions.predictions_fn,
-        "serving_inputs": serving.image_bytes_inputs,
-        "serving_fn": functions.serving_fn,
-        "predict_reader": serving.read_image_file,
-        "callbacks_fn": functions.callbacks_fn,
-        "prepare_fn": classes.prepare,
-        "diagnose_fn": serving.find_undecodable_image,
-    }
+    from . import functions as own
+
+    return Functions(
+        input_fn=own.input_fn,
+        model_fn=own.model_fn,
+        loss_fn=own.loss_fn,
+        optimizer_fn=own.optimizer_fn,
+        metrics_fn=own.metrics_fn,
+        predictions_fn=own.predictions_fn,
+        serving_inputs=serving.image_bytes_inputs,
+        serving_fn=own.serving_fn,
+        predict_reader=serving.read_image_file,
+        callbacks_fn=own.callbacks_fn,
+        prepare_fn=classes.prepare,
+        diagnose_fn=serving.find_undecodable_image,
+    )

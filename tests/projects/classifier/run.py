@@ -8,7 +8,7 @@ TESTS = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 sys.path[:0] = [os.path.dirname(TESTS), TESTS]
 
 from library.cli import main  # noqa: E402
-from projects.classifier import hyperparameters, load_project  # noqa: E402
+from projects import classifier  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:], hyperparameters, load_project))
+    sys.exit(main(sys.argv[1:], classifier))

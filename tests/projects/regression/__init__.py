@@ -4,23 +4,30 @@ loss of two named terms. No image, no class: what the library must serve through
 
 import os
 
+from .hyperparameters import HYPERPARAMETERS, METRICS
+
+__all__ = ["HYPERPARAMETERS", "METRICS", "load_functions"]
+
 FOLDER = os.path.dirname(os.path.abspath(__file__))
 PROJECT_FILE = os.path.join(FOLDER, "project.yaml")
 RUN_PY = os.path.join(FOLDER, "run.py")
 COLUMNS = ("a", "b", "c")
 
 
-def load_project() -> dict:
-    from projects.regression import functions
+def load_functions():
+    """The functions by contract name, imported late."""
+    from library.contract import Functions
 
-    return {
-        "input_fn": functions.input_fn,
-        "model_fn": functions.model_fn,
-        "loss_fn": functions.loss_fn,
-        "optimizer_fn": functions.optimizer_fn,
-        "metrics_fn": functions.metrics_fn,
-        "predictions_fn": functions.predictions_fn,
-        "serving_inputs": functions.serving_inputs,
-        "serving_fn": functions.serving_fn,
-        "callbacks_fn": functions.callbacks_fn,
-    }
+    from . import functions as own
+
+    return Functions(
+        input_fn=own.input_fn,
+        model_fn=own.model_fn,
+        loss_fn=own.loss_fn,
+        optimizer_fn=own.optimizer_fn,
+        metrics_fn=own.metrics_fn,
+        predictions_fn=own.predictions_fn,
+        serving_inputs=own.serving_inputs,
+        serving_fn=own.serving_fn,
+        callbacks_fn=own.callbacks_fn,
+    )

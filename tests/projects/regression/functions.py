@@ -8,7 +8,8 @@ from library.contract import ModeKeys
 from library.data import pipeline
 from library.engine.metrics import Selected
 from library.recorders.csv_logger import CSVLogger
-from projects.regression import COLUMNS
+
+from . import COLUMNS
 
 QUANTILES = (0.1, 0.9)
 SPEC = {name: tf.io.FixedLenFeature([], tf.float32) for name in (*COLUMNS, "y")}

@@ -1,18 +1,39 @@
-"""The project's own functions: its models' special parts, its input pipeline and
-augmentation, its learning-rate schedules."""
+"""The image classifier's own parts, which go when it goes: every encoder and head it offers
+trains a step, its models' special parts, its input pipeline and augmentation, its other
+inputs (a folder of images, a generator, also through run.py), its learning-rate schedules.
+What every project owes is tested in tests/project from the declarations alone."""
+
+import inspect
+import io
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from support import jpeg_bytes, make_class_tree, textured_image
+from PIL import Image
 
+import project
 from library import config
-from library.contract import ModeKeys
+from library.contract import ModeKeys, project_functions
 from library.data.records import count_records
-from library.engine import schedule
+from library.engine import schedule, steps
+from library.transfer import hub
 from library.vision.classes import prepare
-from project import custom_ops, hyperparameters, model, optimizers
+from library.vision.sample import write_class_tree
+from project import custom_ops, encoders, heads, hyperparameters, losses, model, optimizers
 from project import inputs as project_inputs
+
+IMAGE_SIZE = 16  # small, and what every encoder of an image project must take
+SCHEMA = config.Schema(hyperparameters.HYPERPARAMETERS, hyperparameters.RUN_OPTIONS)
+
+
+def jpeg_bytes(seed, width=60, height=40):
+    """A JPEG of an image with structure (waves and colour), not flat colour."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    waves = [127 + 120 * np.sin(rng.uniform(0.05, 0.3) * (x + a * y)) for a in rng.uniform(0, 2, 3)]  # fmt: skip
+    out = io.BytesIO()
+    Image.fromarray(np.stack(waves, -1).astype(np.uint8), "RGB").save(out, format="JPEG")
+    return out.getvalue()
 
 
 def project_params(**overrides):
@@ -30,6 +51,58 @@ def params_for(records_dir, **overrides):
         "eval_batch_size": 5,
     }
     return project_params(**{**values, **overrides})
+
+
+def choices(key):
+    return SCHEMA.by_name[key].choices
+
+
+@pytest.fixture(scope="module")
+def module_dir(tmp_path_factory):
+    """A pretrained module, for the encoders that take one (hub_handle): the default
+    encoder, exported as a reusable SavedModel."""
+    params = project_params(image_size=IMAGE_SIZE, num_classes=2)
+    encoder = hub.encoder_of(model.model_fn(params), params.encoder_layer)
+    return hub.export_module(encoder, str(tmp_path_factory.mktemp("module") / "encoder"))
+
+
+@pytest.mark.parametrize("head", choices("head"))
+@pytest.mark.parametrize("encoder", choices("encoder"))
+def test_every_encoder_and_head_trains_a_step(encoder, head, module_dir):
+    params = project_params(
+        encoder=encoder, head=head, image_size=IMAGE_SIZE, num_classes=3, hub_handle=module_dir
+    )
+    hyperparameters.check(params)  # what run.py checks first
+    net = model.model_fn(params)
+    optimizer = optimizers.optimizer_fn(params, schedule.Plan(10, 10, 10, 10, 10))
+    optimizer.build(net.trainable_variables)
+    state = steps.StepState()
+    train_step = tf.function(steps.build_train_step(net, losses.loss_fn, optimizer, params, state))
+    before = [v.numpy().copy() for v in net.trainable_variables]
+    images = tf.random.uniform([4, IMAGE_SIZE, IMAGE_SIZE, 3])
+    train_step({"image": images}, tf.constant([0, 1, 2, 0]))
+    assert int(optimizer.iterations) == 1 and np.isfinite(float(state.log_loss.result()))
+    changed = [
+        not np.array_equal(a, b.numpy())
+        for a, b in zip(before, net.trainable_variables, strict=True)
+    ]
+    assert all(changed)  # every variable got a gradient
+    assert net.output_shape == (None, 3)
+
+
+def test_the_choices_are_the_functions_the_project_provides():
+    """The names checked before TensorFlow loads are the project's real functions."""
+
+    def functions_of(module):
+        return {
+            name
+            for name, f in vars(module).items()
+            if inspect.isfunction(f) and f.__module__ == module.__name__
+        }
+
+    assert set(choices("encoder")) <= functions_of(encoders)
+    assert set(choices("head")) <= functions_of(heads)
+    assert set(model.metrics_fn(project_params())) == set(hyperparameters.METRICS)
 
 
 def test_resnet_depth_must_be_6n_plus_2():
@@ -104,7 +177,7 @@ def test_warmup_ramps_up_with_every_schedule_and_with_train_steps(lr_schedule):
 
 def test_project_preprocessing_sizes_normalises_and_is_stateless():
     params = project_params(image_size=16, eval_crop_fraction=1.0, train_crop_min_area=0.3)
-    jpeg = tf.constant(jpeg_bytes(textured_image(60, 40, seed=3)))
+    jpeg = tf.constant(jpeg_bytes(seed=3))
     decoded = project_inputs.preprocess_eval(jpeg, params)
     assert decoded.shape == (16, 16, 3) and decoded.dtype == tf.float32
     assert float(tf.reduce_min(decoded)) >= 0.0 and float(tf.reduce_max(decoded)) <= 1.0
@@ -118,8 +191,8 @@ def test_project_preprocessing_sizes_normalises_and_is_stateless():
     assert not np.array_equal(trained.numpy(), other.numpy())
 
 
-def test_training_input_fn_yields_right_shapes_dtypes_and_labels(stripes_records):
-    params = params_for(stripes_records)
+def test_training_input_fn_yields_right_shapes_dtypes_and_labels(records):
+    params = params_for(records)
     dataset = project_inputs.input_fn(params.train_files, ModeKeys.TRAIN, params)
     assert sum(1 for _ in dataset.take(13)) == 13  # repeats: 6 batches make an epoch
     for features, labels in dataset.take(3):
@@ -128,8 +201,8 @@ def test_training_input_fn_yields_right_shapes_dtypes_and_labels(stripes_records
         assert labels.dtype == tf.int32 and set(labels.numpy()) <= {0, 1}
 
 
-def test_eval_input_fn_reads_every_record_once_with_its_label(stripes_records):
-    params = params_for(stripes_records)
+def test_eval_input_fn_reads_every_record_once_with_its_label(records):
+    params = params_for(records)
     dataset = project_inputs.input_fn(params.eval_files, ModeKeys.EVAL, params)
     names, labels = [], []
     for features, batch_labels in dataset:
@@ -140,12 +213,10 @@ def test_eval_input_fn_reads_every_record_once_with_its_label(stripes_records):
         assert label == (0 if name.startswith("horizontal/") else 1)
 
 
-def test_folder_input_fn_reads_images_without_conversion(tmp_path, stripes_records):
-    make_class_tree(str(tmp_path / "img"), per_class=3)
+def test_folder_input_fn_reads_images_without_conversion(tmp_path, records):
+    write_class_tree(str(tmp_path / "img"), per_class=3)
     (tmp_path / "labels.txt").write_text("horizontal\nvertical\n")
-    params = params_for(
-        stripes_records, labels_file=str(tmp_path / "labels.txt"), eval_batch_size=6
-    )
+    params = params_for(records, labels_file=str(tmp_path / "labels.txt"), eval_batch_size=6)
     params = prepare(params)  # run.py's prepare_fn: the classes of the labels file
     dataset = project_inputs.folder_input_fn(str(tmp_path / "img/*/*.jpg"), ModeKeys.EVAL, params)
     features, labels = next(iter(dataset))
@@ -165,9 +236,6 @@ def test_generator_input_fn_yields_python_made_batches():
 
 
 def test_resnet_preactivation_blocks_train_a_step():
-    from library.engine import steps
-    from project import losses
-
     params = project_params(
         encoder="resnet", resnet_depth=8, resnet_preactivation=True, image_size=16, num_classes=3
     )
@@ -201,3 +269,26 @@ def test_onednn_is_off_only_for_a_fine_tuned_module():
     assert not hyperparameters.onednn_off(
         project_params(encoder="hub", hub_handle="m", fine_tuning=False)
     )
+
+
+def test_the_generator_input_trains_and_evaluates_through_run_py(tmp_path, capsys):
+    """Wiring ``input_fn=inputs.generator_input_fn`` in project/__init__.py is all it takes
+    to train on data made in Python: no files, lengths in steps."""
+    import types
+
+    from library.cli import main
+
+    generated = types.ModuleType("project")
+    generated.__dict__.update(vars(project))
+    functions = project_functions(project).replace(input_fn=project_inputs.generator_input_fn)
+    generated.load_functions = lambda: functions
+    argv = [
+        "--train_files", "", "--eval_files", "", "--train_steps", "4",
+        "--steps_between_evals", "2", "--train_batch_size", "8", "--eval_batch_size", "8",
+        "--image_size", "16", "--num_classes", "2", "--progress", "log",
+        "--input_check", "false", "--best_saved_model", "false", "--plots", "false",
+        "--model_dir", str(tmp_path / "model"), "--best_model_dir", str(tmp_path / "best"),
+    ]  # fmt: skip
+    assert main(argv, generated) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert "eval at step 2" in printed and "eval at step 4" in printed
