@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable
@@ -238,6 +239,9 @@ def _train(params: Params, functions: Functions, evaluate: bool) -> int:
 def _explain(error: Exception, params: Params, functions: Functions, patterns) -> Exception:
     """The data error named by file, when the files are to blame (none match, a corrupt
     TFRecord shard, or what the project's ``diagnose_fn`` finds); else the error itself."""
+    asserted = _assertion(error.message)
+    if asserted:
+        return files.InputError(asserted)
     for pattern in patterns:
         line = None
         if "No files matched pattern" in error.message and pattern in error.message:
@@ -249,6 +253,15 @@ def _explain(error: Exception, params: Params, functions: Functions, patterns) -
         if line:
             return files.InputError(line)
     return error
+
+
+def _assertion(message: str) -> str | None:
+    """The message of a failed ``tf.debugging.Assert`` of the project's (its data list
+    joined: ``["label", bad, "is outside ..."]``), or None."""
+    found = re.search(r"assertion failed: (.*)", message)
+    if not found:
+        return None
+    return " ".join(re.findall(r"\[([^\]]*)\]", found.group(1))) or None
 
 
 def _tfrecords(pattern: str) -> bool:

@@ -292,3 +292,14 @@ def test_the_generator_input_trains_and_evaluates_through_run_py(tmp_path, capsy
     assert main(argv, generated) == 0, capsys.readouterr().err
     printed = capsys.readouterr().out
     assert "eval at step 2" in printed and "eval at step 4" in printed
+
+
+def test_a_label_outside_the_classes_stops_the_loss_with_its_value():
+    logits = tf.zeros([3, 2])
+    params = project_params(num_classes=2)
+    with pytest.raises(tf.errors.InvalidArgumentError) as raised:
+        tf.function(losses.loss_fn)(tf.constant([0, 7, 1]), logits, params)
+    assert "[label] [7] [is outside the 2 classes (num_classes): labels are 0 to 1" in str(raised.value)  # fmt: skip
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"\[label\] \[-1\]"):
+        tf.function(losses.loss_fn)(tf.constant([-1, 0, 1]), logits, params)
+    assert losses.loss_fn(tf.constant([0, 1, 1]), logits, params).shape == (3,)

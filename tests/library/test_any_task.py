@@ -6,6 +6,7 @@ the manifests of the library's writer."""
 import csv
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 
@@ -268,3 +269,25 @@ def test_epochs_need_counted_records(regression_data, tmp_path):
     assert "training to step 6, evaluating every 3 steps" in stepped.stdout
     assert "steps per epoch" not in stepped.stdout and "(epoch " not in stepped.stdout
     assert [r["epoch"] for r in read_metrics(str(tmp_path / "c" / "model"))] == [None, None]
+
+
+def test_a_failed_assertion_of_the_project_is_one_line(regression_data, tmp_path):
+    """A project's tf.debugging.Assert (a label its loss refuses, say) ends the run with its
+    message as one line, exit status 2, however deep in the step it failed."""
+    import tensorflow as tf
+
+    own = project_functions(REGRESSION).loss_fn
+
+    def refusing_loss(labels, outputs, params):
+        y = labels["y"]
+        check = tf.debugging.Assert(tf.reduce_all(y < -100.0), ["target", y[:1], "is not below -100"])  # fmt: skip
+        with tf.control_dependencies([check]):
+            return own(labels, outputs, params)
+
+    refused = run_cli(
+        *regression_argv(regression_data, tmp_path, "--train_steps", "2"),
+        project=variant(REGRESSION, loss_fn=refusing_loss),
+    )
+    assert refused.returncode == 2
+    line = one_line(refused.stderr)
+    assert re.fullmatch(r"run.py: error: target -?[0-9.]+ is not below -100", line), line
