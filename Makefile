@@ -35,7 +35,7 @@ format: $(STAMP) ## ruff format and fix what ruff can
 	$(PY) -m ruff format .
 
 docs: $(STAMP) ## regenerate the configuration reference from the schemas
-	$(PY) -m library.config.reference project.hyperparameters docs/configuration.md
+	$(PY) -m library.config.reference project docs/configuration.md
 
 test: lint ## lint, then the test suite (a few minutes on 2 cores)
 	$(PY) -m pytest

@@ -100,7 +100,7 @@ def test_the_core_names_no_feature_class_or_project_hyperparameter():
     from projects import text as text_project
 
     from library.config import MODES, RUN_OPTIONS
-    from project.hyperparameters import HYPERPARAMETERS
+    from project import HYPERPARAMETERS
 
     # The library's own words: its keys, its modes and their parts (export_encoder names an
     # encoder of its own).

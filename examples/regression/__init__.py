@@ -36,4 +36,5 @@ def load_functions():
         serving_inputs=own.serving_inputs,
         serving_fn=own.serving_fn,
         callbacks_fn=own.callbacks_fn,
+        sample_fn=own.sample_fn,
     )

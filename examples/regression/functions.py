@@ -1,6 +1,8 @@
 """Input, model, loss, optimizer, metrics and serving of the regression: features are the ten
 named columns, the label and the output the progression."""
 
+import os
+
 import keras
 import tensorflow as tf
 
@@ -9,7 +11,7 @@ from library.data import pipeline
 from library.engine.metrics import Selected
 from library.recorders.csv_logger import CSVLogger
 
-from . import COLUMNS, TARGET
+from . import COLUMNS, TARGET, data
 
 SPEC = {name: tf.io.FixedLenFeature([], tf.float32) for name in (*COLUMNS, TARGET)}
 
@@ -76,3 +78,14 @@ def serving_fn(inputs, params):
 
 def callbacks_fn(params):
     return [CSVLogger()]
+
+
+def sample_fn(folder, params):
+    """The whole table (442 rows: small) as the journey writes it, for the project's tests."""
+    tables = data.write_tables(folder)
+    data.write_records(tables, folder)
+    return {
+        "train_files": os.path.join(folder, "train-*.tfrecord"),
+        "eval_files": os.path.join(folder, "validation-*.tfrecord"),
+        "predict_files": tables["test"],
+    }
