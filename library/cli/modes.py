@@ -317,22 +317,11 @@ def _continuous_eval(params: Params, functions: Functions) -> int:
 def _predict(params: Params, functions: Functions) -> int:
     if not params.predict_files:
         raise UsageError("--mode predict needs --predict_files (a glob, a folder or a comma list)")
-    paths = files.expand_files(params.predict_files)
+    paths = files.expand_files(params.predict_files, recursive=params.predict_recursive)
     estimator = build_estimator(params, functions, data_from=params.checkpoint)
-    params = estimator.params
-    inputs = predict.serving_specs(functions, params)
-    prefix = estimator.resolve_checkpoint(params.checkpoint)
-    rows, skipped = predict.read_rows(paths, functions, params, inputs)
-    if not rows:
-        raise UsageError(
-            f"{params.predict_files}: nothing to predict in {len(paths)} files ({skipped} "
-            f"examples skipped); the model takes {', '.join(inputs)}"
-        )
-    print(f"predicting {len(rows)} examples with {prefix}")
-    model, _ = estimator.restore_model(prefix)
-    predicted = predict.predict_rows(model, rows, functions, params, params.eval_batch_size)
-    out = os.path.join(os.path.dirname(prefix), "predictions.csv")
-    predict.write_predictions(out, predicted)
+    prefix = estimator.resolve_checkpoint(estimator.params.checkpoint)
+    out = params.predictions_file or os.path.join(os.path.dirname(prefix), "predictions.csv")
+    predict.predict_to_csv(estimator, functions, prefix, paths, out)
     return 0
 
 

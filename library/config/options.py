@@ -27,6 +27,8 @@ RUN_OPTIONS: tuple[Field, ...] = (
     Field("eval_files", str, "dataset/test/test-*.tfrecord", "glob of the evaluation files"),
     Field("train_records", int, 0, "examples in one epoch of train_files; 0: from the manifests beside them (or by reading TFRecord shards once)", interval="[0, inf)"),
     Field("predict_files", str, "", "--mode predict: files, a glob, a folder or a comma list of them (CSV, JSON lines, TFRecords, or what the project's predict_reader reads)"),
+    Field("predict_recursive", bool, False, "--mode predict: read the subfolders of a folder in predict_files too (false: only the files directly in it)"),
+    Field("predictions_file", str, "", "--mode predict: the CSV of predictions (what a CSV cell cannot hold goes to files in the folder of its name: predictions.csv -> predictions/); never written over; empty: predictions.csv beside the checkpoint predicted with"),
     Field("train_batch_size", int, 32, "examples per training step (the global batch, over all replicas)", interval="[1, inf)"),
     Field("eval_batch_size", int, 64, "examples per evaluation step", interval="[1, inf)"),
     Field("shuffle_buffer", int, 1000, "records in the shuffle buffer (training)", interval="[1, inf)"),

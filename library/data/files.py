@@ -105,29 +105,42 @@ def check_tfrecords(file_pattern: str) -> list[str]:
     return files
 
 
-def expand_files(spec: str) -> list[str]:
-    """The files named by a glob, a folder (every file below it, hidden ones aside) or a
-    comma-separated list of either, in order and without repeats.
+def expand_files(spec: str, recursive: bool = False) -> list[str]:
+    """The files named by a glob, a folder or a comma-separated list of either, in order and
+    without repeats. A folder gives the files directly in it (hidden ones aside), and with
+    ``recursive`` those of its subfolders too (hidden folders aside).
 
     Raises:
         InputError: naming the part of ``spec`` that matches nothing.
     """
     files: list[str] = []
+    seen: set[str] = set()  # a set: a folder of 100,000 images is no quadratic search
     for part in (p.strip() for p in spec.split(",")):
         if not part:
             continue
         if tf.io.gfile.isdir(part):
-            found = sorted(
-                os.path.join(folder, name)
-                for folder, _, names in tf.io.gfile.walk(part)
-                for name in names
-                if not name.startswith(".")
-            )
+            found, subfolders = _folder_files(part, recursive)
             if not found:
-                raise InputError(f"{part}: an empty folder")
+                unread = " (its subfolders are read with predict_recursive: true)"
+                raise InputError(f"{part}: no files in it{unread if subfolders else ''}")
         else:
             found = match_files(part)
-        files.extend(f for f in found if f not in files)
+        for path in found:
+            if path not in seen:
+                seen.add(path)
+                files.append(path)
     if not files:
         raise InputError(f"{spec!r}: names no files (a glob, a folder or a comma list)")
     return files
+
+
+def _folder_files(folder: str, recursive: bool) -> tuple[list[str], bool]:
+    """The sorted files of ``folder`` (and of its subfolders when ``recursive``), and whether
+    it has subfolders."""
+    found, subfolders = [], False
+    for directory, names, leaves in tf.io.gfile.walk(folder):
+        subfolders = subfolders or bool(names)
+        # In place: walk goes on into what is left of ``names`` (hidden ones are not data).
+        names[:] = [n for n in names if not n.startswith(".")] if recursive else []
+        found += [os.path.join(directory, n) for n in leaves if not n.startswith(".")]
+    return sorted(found), subfolders

@@ -150,7 +150,7 @@ def test_predict_reads_csv_json_lines_and_tfrecords_and_names_what_it_skips(
         f"skipped {folder / 'rows.jsonl'}:3: no 'c' (the model's inputs: a, b, c)",
         f"skipped {folder / 'rows.jsonl'}:4: a: shape [2], the input takes []",
     ]
-    assert "predicting 6 examples with" in result.stdout
+    assert f"predictions of 6 examples written to {copy / 'predictions.csv'}" in result.stdout
     with open(copy / "predictions.csv", encoding="utf-8") as stream:
         table = list(csv.DictReader(stream))
     assert [os.path.basename(r["file"]) for r in table] == [

@@ -99,7 +99,8 @@ def test_evaluate_predict_and_export_modes(trained, tmp_path):
     shutil.copytree(trained.model_dir, copy)
     predicted = run_cli(*argv, "--model_dir", str(copy), "--mode", "predict", "--predict_files", str(images / "*.jpg"))  # fmt: skip
     assert predicted.returncode == 0, predicted.stderr
-    assert f"predicting 3 examples with {copy}/ckpt-4" in predicted.stdout
+    assert f"predicting the examples of 3 files with {copy}/ckpt-4" in predicted.stdout
+    assert f"predictions of 3 examples written to {copy / 'predictions.csv'}" in predicted.stdout
     with open(copy / "predictions.csv", encoding="utf-8") as stream:
         rows = list(csv.DictReader(stream))
     # Every key predictions_fn returns: scalars as columns, vectors as JSON lists.
@@ -152,7 +153,8 @@ def test_predict_skips_a_bad_image_and_writes_a_csv(trained_copy, tmp_path):
     assert result.stderr.strip().splitlines() == [
         f"skipped {folder / 'truncated.jpg'}: cannot decode: truncated (the file ends before the image does)"
     ]
-    assert "predicting 4 examples with model/ckpt-4" in result.stdout
+    assert "predicting the examples of 5 files with model/ckpt-4" in result.stdout
+    assert "predictions of 4 examples written to model/predictions.csv (1 skipped)" in result.stdout
     with open("model/predictions.csv", encoding="utf-8") as stream:
         rows = list(csv.DictReader(stream))
     assert sorted(os.path.basename(r["file"]) for r in rows) == [
