@@ -7,7 +7,9 @@ A loss of two named terms (``class``, ``box``), each logged beside the total; a 
 (``box_iou``) that picks the best checkpoint; a random crop that keeps the digit whole and
 moves its box with it (the image kit's ``decode_and_random_crop`` returns its window). The
 kit's pieces (records, decoding, the ``image_bytes`` serving input, image files for predict,
-the figures of a classifier) come in through the contract's doors.
+the figures of a classifier, the figure of true and predicted boxes) come in through the
+contract's doors; ``data.py`` writes the canvases, for the journey and the project's sample
+(``sample_fn``).
 """
 
 import os
@@ -26,6 +28,7 @@ def load_functions():
     from library.contract import Functions
     from library.vision import serving
 
+    from . import data
     from . import functions as own
 
     return Functions(
@@ -39,4 +42,5 @@ def load_functions():
         serving_fn=own.serving_fn,
         predict_reader=serving.read_image_file,
         callbacks_fn=own.callbacks_fn,
+        sample_fn=data.sample_fn,
     )

@@ -13,7 +13,6 @@
 Extra arguments go to the training command (``--train_epochs 4``).
 """
 
-import io
 import json
 import os
 import re
@@ -21,66 +20,14 @@ import shutil
 import subprocess
 import sys
 
-import numpy as np
 from PIL import Image
 
-from examples.digit_boxes import BOX_KEY, FOLDER
+from examples.digit_boxes import FOLDER
+from examples.digit_boxes.data import CANVAS, DATASET, make_data
 
 ROOT = os.path.dirname(os.path.dirname(FOLDER))
 RUN_PY = os.path.join(FOLDER, "run.py")
-DATASET = os.path.join("dataset", "digit_boxes")
 OUT = os.path.join("out", "digit_boxes")
-CANVAS = 64
-
-
-def canvas(pixels: np.ndarray, rng) -> tuple[bytes, list[float]]:
-    """A digit (8x8, 0-16) drawn dark on a noisy light canvas: JPEG bytes and its box."""
-    side = int(rng.integers(16, 37))
-    digit = Image.fromarray((pixels * 255 / 16).astype(np.uint8)).resize(
-        (side, side), Image.BICUBIC
-    )
-    top, left = (int(v) for v in rng.integers(0, CANVAS - side + 1, size=2))
-    background = rng.normal(215, 20, (CANVAS, CANVAS)).clip(0, 255)
-    ink = np.zeros((CANVAS, CANVAS))
-    ink[top : top + side, left : left + side] = np.asarray(digit, dtype=np.float64) / 255
-    picture = (background * (1 - ink) + 30 * ink).astype(np.uint8)
-    out = io.BytesIO()
-    Image.fromarray(picture).convert("RGB").save(out, format="JPEG", quality=92)
-    box = [top / CANVAS, left / CANVAS, (top + side) / CANVAS, (left + side) / CANVAS]
-    return out.getvalue(), box
-
-
-def make_data(folder: str = DATASET, count: int | None = None, seed: int = 0) -> dict[str, int]:
-    """The three splits as records (one in five digits for test, one for validation), and
-    the test canvases as files; returns the counts."""
-    from sklearn.datasets import load_digits
-
-    from library.data.records import RecordWriter, example
-    from library.vision import records
-
-    digits = load_digits()
-    rng = np.random.default_rng(seed)
-    shutil.rmtree(folder, ignore_errors=True)
-    writers = {split: RecordWriter(folder, split, num_shards=2) for split in ("train", "validation", "test")}  # fmt: skip
-    test_boxes = {}
-    total = len(digits.images) if count is None else count
-    for index in range(total):
-        pixels, label = digits.images[index], int(digits.target[index])
-        encoded, box = canvas(pixels, rng)
-        split = {0: "test", 1: "validation"}.get(index % 5, "train")
-        name = f"{index:04d}.jpg"
-        writers[split].write(
-            example({records.ENCODED: encoded, records.LABEL: label, BOX_KEY: box, records.FILENAME: name})
-        )  # fmt: skip
-        if split == "test":
-            path = os.path.join(folder, "test_images", name)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, "wb") as stream:
-                stream.write(encoded)
-            test_boxes[path] = {"class": label, "box": box}
-    with open(os.path.join(folder, "boxes.json"), "w", encoding="utf-8") as stream:
-        json.dump(test_boxes, stream)
-    return {split: writer.close()["num_records"] for split, writer in writers.items()}
 
 
 def commands(folder: str = DATASET, out: str = OUT, *extra: str) -> dict[str, list[str]]:

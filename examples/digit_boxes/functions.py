@@ -9,7 +9,7 @@ from library.engine.metrics import Selected
 from library.recorders.csv_logger import CSVLogger
 from library.vision import images, records
 from library.vision.classes import class_names_of
-from library.vision.figures import ClassificationFigures, ImageSummaries
+from library.vision.figures import BoxFigures, ClassificationFigures, ImageSummaries
 
 from . import BOX_KEY
 
@@ -138,18 +138,20 @@ def predictions_fn(outputs, params):
         "probability": tf.reduce_max(probabilities, axis=-1),
         "box": outputs["box"],
     }
-    names = class_names_of(predictions["class"], params)
-    if names is not None:
-        predictions["class_name"] = names
+    if params.class_names:  # the digits' names, when the configuration gives them
+        predictions["class_name"] = class_names_of(predictions["class"], params)
     return predictions
 
 
 def callbacks_fn(params):
-    """The kit's figures (the class head's confusion matrix and samples) and a CSV log."""
+    """The kit's figures (the class head's confusion matrix and samples; canvases with their
+    true and predicted boxes, in TensorBoard at each evaluation and as ``boxes.png`` at each
+    new best) and a CSV log."""
     recorders = [CSVLogger()]
     if params.plots:
         recorders += [
             ImageSummaries(),
             ClassificationFigures(params, predictions_fn, label="class"),
+            BoxFigures(label="box", output="box"),
         ]
     return recorders

@@ -1,9 +1,12 @@
 """Decoding and augmenting images inside tf.data: crops decoded only inside their window,
-flips, and the boxes that follow them.
+flips, and the boxes and masks that follow them.
 
 Every random op is stateless (``seed``, shape [2]): the pipeline holds no random state, so
 its position can be saved in a checkpoint. The crop and the flip say what they did (the
-window, whether it flipped), so that boxes or masks can follow the image.
+window, whether it flipped), so that boxes (``boxes_in_window``, ``flip_boxes``) and masks
+(``crop_to_window``, ``flip_if``) follow the image. Images decode to 3 channels (RGB) or 1
+(a mask, a grey image): ``channels``. A mask is resized by its nearest pixel
+(``resize_mask``): interpolating class ids would invent classes along every edge.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ def decode_and_random_crop(
     min_area: float = 0.25,
     aspect_ratio_range: tuple[float, float] = (3 / 4, 4 / 3),
     keep: tf.Tensor | None = None,
+    channels: int = 3,
 ) -> tuple[tf.Tensor, tf.Tensor]:
-    """A random window of an encoded image: ``(uint8 [h, w, 3], window)``, ``window`` being
-    ``[ymin, xmin, ymax, xmax]`` of the crop in the whole image, as fractions (what
-    ``boxes_in_window`` takes).
+    """A random window of an encoded image: ``(uint8 [h, w, channels], window)``, ``window``
+    being ``[ymin, xmin, ymax, xmax]`` of the crop in the whole image, as fractions (what
+    ``boxes_in_window`` and ``crop_to_window`` take).
 
     With ``keep`` (a box ``[ymin, xmin, ymax, xmax]`` in fractions), the window holds that
     box whole (an object that must stay in the picture). JPEGs are decoded only inside the
@@ -46,22 +50,32 @@ def decode_and_random_crop(
         )
         return begin[0], begin[1], size[0], size[1]
 
-    return _decode_window(encoded, window)
+    return _decode_window(encoded, window, channels)
 
 
-def decode_and_central_crop(encoded: tf.Tensor, fraction: float = 0.875) -> tf.Tensor:
-    """The central square of an encoded image (side: ``fraction`` of the shorter edge)."""
+def decode_and_central_crop(
+    encoded: tf.Tensor, fraction: float = 0.875, channels: int = 3
+) -> tf.Tensor:
+    """The central square of an encoded image (side: ``fraction`` of the shorter edge), uint8
+    ``[side, side, channels]``. A mask of the image's size cropped so lies over it."""
 
     def window(shape):
         height, width = shape[0], shape[1]
         side = tf.cast(fraction * tf.cast(tf.minimum(height, width), tf.float32), tf.int32)
         return (height - side) // 2, (width - side) // 2, side, side
 
-    image, _ = _decode_window(encoded, window)
+    image, _ = _decode_window(encoded, window, channels)
     return image
 
 
-def _decode_window(encoded: tf.Tensor, window) -> tuple[tf.Tensor, tf.Tensor]:
+def decode(encoded: tf.Tensor, channels: int = 3) -> tf.Tensor:
+    """A whole encoded image (JPEG, PNG, GIF, BMP) as uint8 ``[h, w, channels]``."""
+    image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
+    image.set_shape([None, None, channels])
+    return image
+
+
+def _decode_window(encoded: tf.Tensor, window, channels: int = 3) -> tuple[tf.Tensor, tf.Tensor]:
     def fractions(shape, top, left, h, w):
         height, width = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
         box = tf.cast(tf.stack([top, left, top + h, left + w]), tf.float32)
@@ -70,11 +84,12 @@ def _decode_window(encoded: tf.Tensor, window) -> tuple[tf.Tensor, tf.Tensor]:
     def jpeg():
         shape = tf.image.extract_jpeg_shape(encoded)
         top, left, h, w = window(shape)
-        image = tf.image.decode_and_crop_jpeg(encoded, tf.stack([top, left, h, w]), channels=3)
+        crop = tf.stack([top, left, h, w])
+        image = tf.image.decode_and_crop_jpeg(encoded, crop, channels=channels)
         return image, fractions(shape, top, left, h, w)
 
     def other():
-        image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+        image = decode(encoded, channels)
         shape = tf.shape(image)
         top, left, h, w = window(shape)
         cropped = tf.image.crop_to_bounding_box(image, top, left, h, w)
@@ -83,12 +98,38 @@ def _decode_window(encoded: tf.Tensor, window) -> tuple[tf.Tensor, tf.Tensor]:
     return tf.cond(tf.io.is_jpeg(encoded), jpeg, other)
 
 
+def crop_to_window(image: tf.Tensor, window: tf.Tensor) -> tf.Tensor:
+    """The part of a decoded image ``[h, w, c]`` inside ``window`` (``[ymin, xmin, ymax,
+    xmax]``, fractions, as ``decode_and_random_crop`` returns it): the same pixels of a mask
+    of the image's size as the crop took of the image (a mask of another size: the same
+    part, to the nearest pixel)."""
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    scale = tf.concat([shape, shape], axis=0)
+    # Rounded, not floored: the window's fractions are pixel counts divided by the size in
+    # float32, and may come back a hair under the whole pixel.
+    top, left, bottom, right = tf.unstack(tf.cast(tf.round(window * scale), tf.int32))
+    return tf.image.crop_to_bounding_box(image, top, left, bottom - top, right - left)
+
+
 def random_flip(image: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """``(image, flipped)``: the image flipped left-right with probability 1/2, and whether
-    it was (for ``flip_boxes``)."""
+    it was (for ``flip_boxes`` and ``flip_if``)."""
     flip_seed = tf.random.experimental.stateless_fold_in(seed, 1)  # independent of the crop
     flipped = tf.random.stateless_uniform([], flip_seed) < 0.5
-    return tf.cond(flipped, lambda: tf.image.flip_left_right(image), lambda: image), flipped
+    return flip_if(image, flipped), flipped
+
+
+def flip_if(image: tf.Tensor, flipped: tf.Tensor) -> tf.Tensor:
+    """An image (a mask) flipped left-right when ``flipped``: what ``random_flip`` did to the
+    image it goes with."""
+    return tf.cond(flipped, lambda: tf.image.flip_left_right(image), lambda: image)
+
+
+def resize_mask(mask: tf.Tensor, size: Sequence[int]) -> tf.Tensor:
+    """A mask (``[h, w, 1]`` or a batch of them) resized to ``size`` by its nearest pixel, its
+    dtype kept: an anti-aliased or bilinear resize would blend class ids into values that
+    are no class."""
+    return tf.cast(tf.image.resize(mask, size, method="nearest"), mask.dtype)
 
 
 def boxes_in_window(boxes: tf.Tensor, window: tf.Tensor) -> tf.Tensor:
@@ -113,14 +154,18 @@ def map_images(
     image_shape: Sequence[int],
     seed: tf.Tensor | None = None,
     output_signature=None,
+    channels: int | None = None,
 ):
     """Applies ``fn(encoded_image)`` (or ``fn(encoded_image, seed)``) to each image of a batch
-    (or ``fn(element)`` / ``fn(element, seed)`` to each element of a structure of batches).
+    (or ``fn(element)`` / ``fn(element, seed)`` to each element of a structure of batches:
+    an image and its mask, say).
 
     With ``seed`` (shape [2]), each image gets its own seed split from it. Returns float32
-    ``[batch, *image_shape]``, or ``output_signature``'s structure when given.
+    ``[batch, *image_shape]`` (``image_shape`` being ``[h, w, c]``, or ``[h, w]`` and
+    ``channels``: 1 for a grey image), or ``output_signature``'s structure when given.
     """
-    signature = output_signature or tf.TensorSpec(list(image_shape), tf.float32)
+    shape = list(image_shape) if channels is None else [*list(image_shape)[:2], channels]
+    signature = output_signature or tf.TensorSpec(shape, tf.float32)
     if seed is None:
         return tf.map_fn(fn, encoded, fn_output_signature=signature, parallel_iterations=16)
     count = tf.shape(tf.nest.flatten(encoded)[0])[0]
