@@ -126,7 +126,8 @@ def main() -> int:
                     "--model_dir", os.path.join(fine_tuned, "checkpoints"),
                     "--best_model_dir", os.path.join(fine_tuned, "best"), "--mode", "predict",
                     "--lr_mult", "{'^hub/': 0.1}",
-                    "--checkpoint", "best", "--predict_files", validation)  # fmt: skip
+                    "--checkpoint", "best", "--predict_files", validation,
+                    "--predict_recursive", "true")  # fmt: skip
     predictions_csv = re.search(r"written to (\S+)", predicted).group(1)
     png = os.path.join(OUT, "predictions.png")
     draw_predictions(predictions_csv, png)

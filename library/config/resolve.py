@@ -49,7 +49,7 @@ def build_arg_parser(schema: Schema, prog: str = "run.py") -> argparse.ArgumentP
         "--sweep",
         metavar="KEY=V1,V2|KEY=START:STOP:FACTOR",
         help="train each value of one key in turn, in <model_dir>/sweep/KEY=V/, until the best "
-        "validation loss gets worse",
+        "best_metric gets worse",
     )
     parser.add_argument("--sweep_all", action="store_true", help="with --sweep: train every value")
     for file in (PROJECT, HYPERPARAMETERS):

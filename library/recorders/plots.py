@@ -83,19 +83,27 @@ def plot_metrics(records: list[dict], plots_dir: str) -> list[str]:
     return written
 
 
-def plot_sweep(key: str, values: list, losses: list, path: str, log_x: bool = False) -> str:
-    """The best validation loss of each value of a sweep; the best one marked."""
+def plot_sweep(
+    key: str,
+    values: list,
+    losses: list,
+    path: str,
+    log_x: bool = False,
+    metric: str = "loss",
+    mode: str = "min",
+) -> str:
+    """The best ``metric`` of each value of a sweep; the best one (by ``mode``) marked."""
     numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
     positions = list(values) if numeric else list(range(len(values)))
     figure, axis = plt.subplots(figsize=(6, 4))
     axis.plot(positions, losses, "o-")
-    best = int(np.argmin(losses))
+    best = int(np.argmin(losses) if mode == "min" else np.argmax(losses))
     axis.plot([positions[best]], [losses[best]], "*", markersize=16, label=f"best: {values[best]}")
     if numeric and log_x:
         axis.set_xscale("log")
     if not numeric:
         axis.set_xticks(positions, [str(v) for v in values])
-    axis.set(xlabel=key, ylabel="best validation loss", title=f"Sweep over {key}")
+    axis.set(xlabel=key, ylabel=f"best eval {metric}", title=f"Sweep over {key}")
     axis.grid(alpha=0.3)
     axis.legend()
     save_figure(figure, path)

@@ -1,12 +1,12 @@
 """A sweep over one hyperparameter: train each value in turn, each in its own folder, until the
-best validation loss gets worse from one value to the next.
+best ``best_metric`` gets worse from one value to the next.
 
     run.py --config_set NAME --sweep learning_rate=1e-4:1e-2:3.16   # geometric
     run.py --config_set NAME --sweep encoder=small_cnn,resnet [--sweep_all]
 
 Each value trains into ``<model_dir>/sweep/KEY=VALUE/`` (its best checkpoint in ``best/``
 below it); a value whose folder holds ``sweep_result.json`` is finished and skipped when the
-sweep runs again. ``sweep.csv`` and ``sweep.png`` (best validation loss against the value) are
+sweep runs again. ``sweep.csv`` and ``sweep.png`` (the best metric against the value) are
 rewritten after each value. This module imports no TensorFlow: the value list is checked
 before TensorFlow loads.
 """
@@ -66,12 +66,16 @@ def label(key: str, value: Any) -> str:
     return f"{key}={shown}"
 
 
-def best_evaluation(model_dir: str) -> dict | None:
-    """The row of ``metrics.jsonl`` with the lowest eval loss."""
+def best_evaluation(model_dir: str, metric: str = "loss", mode: str = "min") -> dict | None:
+    """The row of ``metrics.jsonl`` with the best ``metric`` (``best_metric``, in the
+    direction of ``best_mode``)."""
     from library.recorders.metrics_log import read_metrics
 
-    rows = [r for r in read_metrics(model_dir) if math.isfinite(r.get("eval_loss", math.nan))]
-    return min(rows, key=lambda r: r["eval_loss"]) if rows else None
+    key = f"eval_{metric}"
+    rows = [r for r in read_metrics(model_dir) if math.isfinite(r.get(key, math.nan))]
+    if not rows:
+        return None
+    return (min if mode == "min" else max)(rows, key=lambda r: r[key])
 
 
 def run_sweep(
@@ -85,23 +89,28 @@ def run_sweep(
 ) -> int:
     """Trains ``params`` with each value of ``key`` in turn; returns an exit status.
 
+    Each value is judged by its best ``best_metric`` (in the direction of ``best_mode``), as
+    the best checkpoint is chosen.
+
     Args:
         params: the resolved configuration; each value gets its own model_dir below it.
         key, values, geometric: what ``parse_sweep`` returned.
         train: trains and evaluates one configuration (``run.py``'s train_and_evaluate);
             returns its exit status.
-        sweep_all: run every value, even after the loss got worse.
+        sweep_all: run every value, even after the metric got worse.
         say: where one-line messages go.
     """
+    metric, mode = params.best_metric, params.best_mode
+    better = (lambda a, b: a < b) if mode == "min" else (lambda a, b: a > b)
     root = os.path.join(params.model_dir, "sweep")
     results: list[dict] = []
     for value in values:
         name = label(key, value)
         folder = os.path.join(root, name)
         result_path = os.path.join(folder, RESULT_FILE)
-        if exists(result_path):
-            result = json.loads(read_text(result_path))
-            say(f"{name}: finished before (best eval loss {result['best_eval_loss']:.4g}): skipped")
+        result = json.loads(read_text(result_path)) if exists(result_path) else None
+        if result is not None and result.get("metric") == metric:
+            say(f"{name}: finished before (best {metric} {result['best']:.4g}): skipped")
         else:
             say(f"{name}: training into {folder}")
             changes = {
@@ -112,47 +121,43 @@ def run_sweep(
             status = train(params.replace(**changes))
             if status:
                 return status
-            best = best_evaluation(folder)
+            best = best_evaluation(folder, metric, mode)
             if best is None:
-                say(f"{name}: no finite evaluation; the sweep stops here")
+                say(f"{name}: no finite evaluation of {metric}; the sweep stops here")
                 return 1
-            result = {"value": value, "best_eval_loss": best["eval_loss"], "step": best["step"]}
-            result.update(
-                {k: v for k, v in best.items() if k.startswith("eval_") and k != "eval_loss"}
-            )
+            result = {"value": value, "metric": metric, "best": best[f"eval_{metric}"]}
+            result.update({"step": best["step"]})
+            result.update({k: v for k, v in best.items() if k.startswith("eval_")})
             atomic_write_text(result_path, json.dumps(result, indent=2) + "\n")
         results.append(result)
-        _write_outputs(root, key, results, geometric)
+        _write_outputs(root, key, results, geometric, metric, mode)
         if not sweep_all and len(results) > 1:
-            previous, current = results[-2]["best_eval_loss"], results[-1]["best_eval_loss"]
-            if current > previous:
+            previous, current = results[-2]["best"], results[-1]["best"]
+            if better(previous, current):
                 say(
-                    f"the best eval loss got worse from {label(key, results[-2]['value'])} "
+                    f"the best {metric} got worse from {label(key, results[-2]['value'])} "
                     f"({previous:.4g}) to {name} ({current:.4g}): the sweep stops "
                     "(--sweep_all runs every value)"
                 )
                 break
-    best = min(results, key=lambda r: r["best_eval_loss"])
+    best = (min if mode == "min" else max)(results, key=lambda r: r["best"])
     say(
-        f"best {label(key, best['value'])}: eval loss {best['best_eval_loss']:.4g} at step "
+        f"best {label(key, best['value'])}: {metric} {best['best']:.4g} at step "
         f"{best['step']}; {os.path.join(root, 'sweep.csv')}, {os.path.join(root, 'sweep.png')}"
     )
     return 0
 
 
-def _write_outputs(root: str, key: str, results: list[dict], geometric: bool) -> None:
+def _write_outputs(
+    root: str, key: str, results: list[dict], geometric: bool, metric: str, mode: str
+) -> None:
     metrics = sorted({k for r in results for k in r if k.startswith("eval_")})
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow([key, "best_eval_loss", "step", *metrics])
+    writer.writerow([key, f"best_{metric}", "step", *metrics])
     for result in results:
         writer.writerow(
-            [
-                result["value"],
-                result["best_eval_loss"],
-                result["step"],
-                *(result.get(m, "") for m in metrics),
-            ]
+            [result["value"], result["best"], result["step"], *(result.get(m, "") for m in metrics)]
         )
     atomic_write_text(os.path.join(root, "sweep.csv"), out.getvalue())
     from library.recorders import plots
@@ -160,7 +165,9 @@ def _write_outputs(root: str, key: str, results: list[dict], geometric: bool) ->
     plots.plot_sweep(
         key,
         [r["value"] for r in results],
-        [r["best_eval_loss"] for r in results],
+        [r["best"] for r in results],
         os.path.join(root, "sweep.png"),
         log_x=geometric,
+        metric=metric,
+        mode=mode,
     )

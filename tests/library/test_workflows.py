@@ -185,13 +185,13 @@ def test_sweep_stops_when_the_loss_worsens_writes_csv_and_plot_and_skips_finishe
     root = tmp_path / "runs" / "sweep"
     with open(root / "sweep.csv", encoding="utf-8") as stream:
         table = list(csv.DictReader(stream))
-    assert [(r["learning_rate"], r["best_eval_loss"], r["step"]) for r in table] == [
+    assert [(r["learning_rate"], r["best_loss"], r["step"]) for r in table] == [
         ("0.001", "0.6", "4"), ("0.01", "0.4", "4"), ("0.1", "0.5", "4"),
     ]  # fmt: skip
     assert table[0]["eval_accuracy"] == "0.9"
     assert (root / "sweep.png").read_bytes()[:4] == b"\x89PNG"
     assert any("got worse from learning_rate=0.01" in line for line in lines)
-    assert lines[-1].startswith("best learning_rate=0.01: eval loss 0.4 at step 4")
+    assert lines[-1].startswith("best learning_rate=0.01: loss 0.4 at step 4")
     # A sweep over more values stops at the first worsening; run again, it skips what is done.
     more = [0.001, 0.01, 0.1, 1.0]
     train, calls = fake_training({0.001: 0.6, 0.01: 0.4, 0.1: 0.5, 1.0: 0.1})
@@ -201,6 +201,29 @@ def test_sweep_stops_when_the_loss_worsens_writes_csv_and_plot_and_skips_finishe
     assert sum("skipped" in line for line in lines) == 3
     sweep.run_sweep(run_params, key, more, train, sweep_all=True, say=lines.append)
     assert calls == [1.0]
+
+
+def test_a_sweep_judges_by_best_metric_in_its_direction(tmp_path):
+    """best_metric accuracy, best_mode max: the highest accuracy wins, whatever the loss."""
+    run_params = params(model_dir=str(tmp_path / "runs"), best_metric="accuracy", best_mode="max")
+    train, _ = fake_training({0.001: 0.6, 0.01: 0.4, 0.1: 0.5})
+    accuracy = {0.001: 0.91, 0.01: 0.93, 0.1: 0.95}
+
+    def train_with_accuracy(value_params):
+        train(value_params)
+        path = os.path.join(value_params.model_dir, "metrics.jsonl")
+        row = {"step": 6, "eval_loss": 9.0, "eval_accuracy": accuracy[value_params.learning_rate]}
+        with open(path, "a", encoding="utf-8") as stream:
+            stream.write(json.dumps(row) + "\n")
+        return 0
+
+    lines = []
+    values = [0.001, 0.01, 0.1]
+    sweep.run_sweep(run_params, "learning_rate", values, train_with_accuracy, say=lines.append)
+    assert not any("got worse" in line for line in lines)  # accuracy rose at every value
+    assert lines[-1].startswith("best learning_rate=0.1: accuracy 0.95 at step 6")
+    with open(tmp_path / "runs" / "sweep" / "sweep.csv", encoding="utf-8") as stream:
+        assert [r["best_accuracy"] for r in csv.DictReader(stream)] == ["0.91", "0.93", "0.95"]
 
 
 def test_sweep_values_are_checked_against_the_schema():
