@@ -39,7 +39,9 @@ class UsageError(Exception):
 
 
 def run_mode(mode: str, params: Params, functions: Functions) -> int:
-    """Runs one mode; returns the exit status (0 done, 1 diverged, 2 bad input).
+    """Runs one mode; returns the exit status a scheduler can act on: 0 done, 1 a failure
+    (diverged, a lost worker), 2 usage or bad input, 130 interrupted (Ctrl-C), 143 preempted
+    (SIGTERM, to this worker or another: resumable).
 
     Args:
         mode: one of ``library.config.MODES``.
@@ -84,9 +86,10 @@ def run_mode(mode: str, params: Params, functions: Functions) -> int:
         print(f"run.py: error: {distribute.lost_worker(error, params)}", file=sys.stderr)
         return 1
     except Interrupted as stop:
+        where = " to another worker" if stop.elsewhere else ""
         print(
-            f"run.py: stopped by {stop.signal_name} at step {stop.step}; checkpoint saved "
-            f"({stop.checkpoint}): the same command resumes from step {stop.step}",
+            f"run.py: stopped by {stop.signal_name}{where} at step {stop.step}; checkpoint "
+            f"saved ({stop.checkpoint}): the same command resumes from step {stop.step}",
             file=sys.stderr,
         )
         return 128 + signal.Signals[stop.signal_name].value

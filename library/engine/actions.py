@@ -9,10 +9,10 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
+from library.engine import distribute
 from library.engine.progress import Progress
 from library.engine.schedule import Plan
 from library.recorders.base import Action, Recorders
-from library.recorders.metrics_log import read_metrics
 
 
 class LogProgress(Action):
@@ -163,19 +163,32 @@ class Evaluate(Action):
         self.progress.resume()
 
     def catch_up(self, say: Callable[[str], None]) -> None:
-        """Evaluates the checkpoint the run resumes from if its evaluation was lost (the run
-        stopped between saving it and evaluating it), so that metrics.jsonl, the best
-        checkpoint and what follows from them see every evaluation."""
+        """Evaluates the checkpoint the run resumes from again when a recorder has not
+        received its evaluation (the run stopped between saving it and handing the
+        evaluation to every recorder, as the run state beside it says): those recorders
+        get it, the others nothing twice. Every worker agrees, or their collectives hang."""
         trainer, step = self.trainer, self.trainer.step
         due = step % self.intervals[0] == 0 or step >= trainer.plan.train_steps
-        if not trainer.restored or not due:
+        pending = bool(trainer.restored) and due and self.recorders.pending(step)
+        if not distribute.agreed(trainer.strategy, pending):
             return
-        if any(r.get("step") == step for r in read_metrics(trainer.manager.directory)):
-            return
-        say(f"step {step} was saved but never evaluated (the run stopped in between): evaluating")
+        say(f"step {step} was saved but not every recorder got its evaluation: evaluating")
         self.saver.last = trainer.restored
-        self.saver.recorded = trainer.state.recorded()
+        self.saver.recorded = trainer.restored_record
         self(step)
+
+    def finish(self) -> None:
+        self.recorders.finish()
+
+
+class Finish(Action):
+    """Ends the recorders of a run without evaluations (``--mode train``)."""
+
+    def __init__(self, recorders: Recorders):
+        self.recorders = recorders
+
+    def __call__(self, step: int) -> None:
+        pass
 
     def finish(self) -> None:
         self.recorders.finish()

@@ -99,6 +99,15 @@ def lost_worker(error: tf.errors.OpError, params: Mapping) -> str:
     )
 
 
+def agreed(strategy: tf.distribute.Strategy, flag: bool) -> bool:
+    """Whether ``flag`` holds on any worker (every worker gets the same answer); ``flag``
+    itself in a process alone."""
+    if task(strategy)[0] is None:
+        return flag
+    value = strategy.run(lambda: tf.constant(1.0 if flag else 0.0))
+    return float(strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)) > 0
+
+
 def barrier(strategy: tf.distribute.Strategy) -> None:
     """Waits until every worker gets here: a worker that ends first would otherwise be
     reported as crashed by the others' coordination service while they finish."""

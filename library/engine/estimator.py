@@ -22,9 +22,11 @@ from library.engine import actions, distribute
 from library.engine.evaluator import Evaluator, evaluate_continuously
 from library.engine.loop import DivergedError, Interrupted, StopRequest, run_loop
 from library.engine.progress import Progress
+from library.engine.run_state import RunState
 from library.engine.schedule import Plan
 from library.engine.trainer import Trainer, create_trainer
 from library.outputs import checkpoints, decided, export, provenance
+from library.outputs import run_state as run_state_file
 from library.outputs.best import BestExporter
 from library.outputs.files import atomic_write_text, remove_tree
 from library.outputs.lock import FolderLock
@@ -32,12 +34,7 @@ from library.recorders.base import Action, Recorder, Recorders, Run
 from library.recorders.best import KeepBest
 from library.recorders.console import SayEvaluation
 from library.recorders.hparams import HParams
-from library.recorders.metrics_log import (
-    METRICS_FILE,
-    AppendMetrics,
-    read_metrics,
-    truncate_metrics,
-)
+from library.recorders.metrics_log import AppendMetrics
 from library.recorders.patience import ApplyPatience, Patience
 from library.recorders.plots import DrawPlots
 from library.recorders.summaries import Summaries, WriteEvalSummaries
@@ -52,6 +49,7 @@ __all__ = [
 ]
 
 InputFn = Callable[..., tf.data.Dataset]  # of an optional tf.distribute.InputContext
+EVALUATOR = "evaluator"  # the continuous evaluator's run state: evaluator.state.json
 
 
 @dataclass(frozen=True)
@@ -192,17 +190,13 @@ class Estimator:
     def _worker_params(self) -> config.Params:
         """The parameters of a worker that is not the chief: TensorFlow has every worker save
         checkpoints (the saves take part in collectives), so each writes into a temporary
-        folder of its own. It starts from a copy of the chief's metrics.jsonl: decisions
-        made from it (catching up an evaluation, patience) must be the same on all workers,
-        or their collectives hang."""
-        chief_dir = self.params.model_dir
-        own = distribute.worker_dir(chief_dir, self.strategy)
+        folder of its own. It resumes from the chief's checkpoint and the run state beside
+        it: decisions made from it (patience, an evaluation to make again) are the same on
+        all workers, or their collectives would hang."""
+        own = distribute.worker_dir(self.params.model_dir, self.strategy)
         if tf.io.gfile.exists(own):  # left by a worker that was killed
             remove_tree(own)
         tf.io.gfile.makedirs(own)
-        metrics = os.path.join(chief_dir, METRICS_FILE)
-        if tf.io.gfile.exists(metrics):
-            tf.io.gfile.copy(metrics, os.path.join(own, METRICS_FILE))
         return self.params.replace(model_dir=own, best_model_dir=os.path.join(own, "best"))
 
     def _start(self, input_fn: InputFn, params: config.Params) -> Trainer:
@@ -244,24 +238,25 @@ class Estimator:
         _save_model_summary(trainer.model, params.model_dir)
         return trainer
 
-    def _recorders(self, writers: Summaries, params: config.Params, say, extra=()) -> list:
+    def _recorders(
+        self, writers: Summaries, params: config.Params, say, state: RunState, extra=()
+    ) -> list:
         """The standard recorders, in order: summaries, the best checkpoint (and its
         SavedModel), metrics.jsonl, the HParams session, plots, ``extra`` (patience), the
-        line; then the project's.
-
-        The metrics.jsonl row comes after the best: a run killed in between evaluates that
-        step again when it resumes (the row is what says an evaluation happened), so the
-        best never misses an evaluation.
-        """
-        best = BestExporter(params.best_model_dir, params.best_metric, params.best_mode)
+        line; then the project's (on the chief alone, unless one runs everywhere)."""
+        best = BestExporter(
+            params.best_model_dir, params.best_metric, params.best_mode, state.saved.get("best")
+        )
+        state.best = best
         if best.best:
             say(f"best so far: {best.metric} {best.best['value']:.4g} at step {best.best['step']}")
+        chief = distribute.is_chief(self.strategy)
         # The other workers' outputs are removed at the end: they export nothing.
         exports = (
             self.functions.serving_inputs is not None
             and self.functions.serving_fn is not None
             and params.best_saved_model
-            and distribute.is_chief(self.strategy)
+            and chief
         )
         recorders = [
             WriteEvalSummaries(writers),
@@ -271,22 +266,22 @@ class Estimator:
         ]
         if params.plots:
             recorders.append(DrawPlots(params.model_dir, say))
-        return [*recorders, *extra, SayEvaluation(say), *self.project_recorders]
+        project = [r for r in self.project_recorders if chief or r.everywhere]
+        return [*recorders, *extra, SayEvaluation(say), *project]
 
     def _actions(self, trainer, writers, progress, input_fn, eval_spec, stop, params) -> list:
-        plan = trainer.plan
+        plan, state, chief = trainer.plan, trainer.run_state, distribute.is_chief(self.strategy)
         evaluate_every = plan.eval_every_steps if eval_spec is not None else 0
         saver = actions.SaveCheckpoint((plan.checkpoint_every_steps, evaluate_every), trainer)
+        project_recorders = [r for r in self.project_recorders if chief or r.everywhere]
         if eval_spec is None:
-            recorders = Recorders(self.project_recorders, progress.say)
+            recorders = Recorders(project_recorders, progress.say, state.delivered, state.write)
         else:
-            # This run writes metrics.jsonl: the evaluations after the step it resumed from
-            # will be made again.
-            truncate_metrics(params.model_dir, trainer.step)
             patience = Patience.from_params(params)
             extra = []
-            if patience.active:  # its state is what the recorded evaluations make it
-                patience.replay(read_metrics(params.model_dir))
+            if patience.active:  # its state is the run state's, beside the checkpoint
+                patience.restore(state.saved.get("patience"))
+                state.patience = patience
                 trainer.state.lr_multiplier.assign(patience.multiplier)
                 extra.append(ApplyPatience(patience, trainer, stop, progress.say))
                 if patience.stopped_at is not None:
@@ -294,18 +289,25 @@ class Estimator:
                         f"{patience.stop_reason()}: nothing more to train (raise "
                         "early_stopping_patience, or train into a new model_dir)"
                     )
-            recorders = Recorders(self._recorders(writers, params, progress.say, extra), progress.say)  # fmt: skip
-        recorders.start(Run(params, writers, progress.say, input_fn, self.strategy, stop.ask))
+            recorders = Recorders(
+                self._recorders(writers, params, progress.say, state, extra),
+                progress.say,
+                state.delivered,
+                state.write,
+            )
+        run = Run(params, writers, progress.say, input_fn, self.strategy, stop.ask)
+        recorders.start(run)
         log = actions.LogProgress(
             (plan.log_every_steps, evaluate_every), trainer, progress, writers.train, recorders
         )
-        train_actions = [log, saver, *self.project_actions]
+        own_actions = [a for a in self.project_actions if chief or a.everywhere]
+        train_actions = [log, saver, *own_actions]
         if params.profile_steps:
             first, last = params.profile_steps
             directory = os.path.join(params.model_dir, "profile")
             train_actions.append(actions.Profile(first, last, directory, trainer.step, self.say))
         if eval_spec is None:
-            return [*train_actions, _Finish(recorders)]
+            return [*train_actions, actions.Finish(recorders)]
         evaluate = actions.Evaluate(
             plan.eval_every_steps,
             trainer,
@@ -326,8 +328,9 @@ class Estimator:
     ) -> int:
         """Evaluates each new checkpoint of ``model_dir`` beside a trainer (``--mode train``),
         writing what in-loop evaluation writes: ``eval/`` summaries, ``metrics.jsonl``, plots,
-        the best checkpoint and the project's recorders. The trainer and this evaluator never
-        write the same file.
+        the best checkpoint and the project's recorders (whose ``run.output_dir`` is
+        ``model_dir/eval``: the trainer and this evaluator never write the same file). Its
+        run state (what each recorder received, the best) is ``evaluator.state.json``.
 
         Returns the last step evaluated (see ``library.engine.evaluator``).
         """
@@ -337,8 +340,15 @@ class Estimator:
         tf.io.gfile.makedirs(params.model_dir)
         with FolderLock(params.model_dir, ".lock-evaluator", say=self.say):
             writers = Summaries(params.model_dir, train=False)
-            recorders = Recorders(self._recorders(writers, params, self.say), self.say)
-            recorders.start(Run(params, writers, self.say, None, self.strategy))
+            state = RunState(run_state_file.read(os.path.join(params.model_dir, EVALUATOR)))
+            state.prefix = os.path.join(params.model_dir, EVALUATOR)
+            recorders = Recorders(
+                self._recorders(writers, params, self.say, state),
+                self.say,
+                state.delivered,
+                state.write,
+            )
+            recorders.start(Run(params, writers, self.say, None, self.strategy, role="evaluator"))
             try:
                 return evaluate_continuously(
                     self.evaluator,
@@ -408,19 +418,6 @@ class Estimator:
         model, module = self._export
         checkpoints.restore_from(tf.train.Checkpoint(model=model), prefix)
         export.save_serving_module(module, directory)
-
-
-class _Finish(Action):
-    """Ends the recorders of a run without evaluations (``--mode train``)."""
-
-    def __init__(self, recorders: Recorders):
-        self.recorders = recorders
-
-    def __call__(self, step: int) -> None:
-        pass
-
-    def finish(self) -> None:
-        self.recorders.finish()
 
 
 def _what_changed(error: checkpoints.NotRestorableError, params: config.Params) -> Exception:

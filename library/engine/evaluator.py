@@ -15,7 +15,6 @@ from library.contract import Functions, model_feature_names
 from library.engine import distribute, steps
 from library.outputs import checkpoints
 from library.recorders.base import Evaluation, Recorders
-from library.recorders.metrics_log import read_metrics
 
 BLOCK_PREFIX = "block"
 
@@ -197,36 +196,30 @@ def evaluate_continuously(
     """Evaluates every checkpoint of ``model_dir`` not evaluated yet, oldest first, as a
     trainer writes them; returns the last step evaluated.
 
-    What was evaluated is what ``metrics.jsonl`` records (written by the recorders), so a
-    restarted evaluator resumes where it stopped, and each checkpoint is evaluated once. It
-    stops after evaluating the checkpoint of ``plan.train_steps``, or after ``timeout_secs``
-    without a new checkpoint.
+    What each recorder received is the evaluator's run state (``recorders.delivered``, saved
+    beside the trainer's checkpoints as ``evaluator.state.json``), so a restarted evaluator
+    resumes where it stopped and each checkpoint is evaluated once. A checkpoint the
+    trainer deleted (``keep_checkpoints``) before it was read, or while it was, is named and
+    skipped. It stops after evaluating the checkpoint of ``plan.train_steps``, or after
+    ``timeout_secs`` without a new checkpoint.
     """
-    done = {record["step"] for record in read_metrics(model_dir)}
-    last_step, waited_since = max(done, default=0), time.monotonic()
-    if last_step >= plan.train_steps:
+    seen = min(recorders.delivered.values(), default=-1)
+    if seen >= plan.train_steps:
         say(f"the checkpoint of the final step {plan.train_steps} is evaluated: nothing to do")
-        return last_step
+        return seen
     say(f"watching {model_dir} for checkpoints (final step {plan.train_steps})")
+    last_step, waited_since = max(seen, 0), time.monotonic()
     while True:
-        pending = [(n, p) for n, p in reversed(checkpoints.numbered_checkpoints(model_dir))]
-        for step, prefix in (item for item in pending if item[0] not in done):
-            done.add(step)
-            try:
-                model, state = evaluator.restore(prefix, evaluator.terms)
-            except checkpoints.CheckpointError:
-                if not tf.io.gfile.exists(f"{prefix}.index"):
-                    say(f"{prefix} was deleted (keep_checkpoints) before it was evaluated")
-                    continue
-                raise
-            results = evaluator.evaluate(model, input_fn, max_batches)
-            if evaluator.terms and not state.terms:  # known now: read them from the checkpoint
-                _, state = evaluator.restore(prefix, evaluator.terms)
-            train_loss, train_terms, learning_rate = state.recorded()
-            evaluation = evaluator.evaluation(
-                step, plan.epoch(step), results, model, prefix, train_loss, train_terms,
-                learning_rate,
-            )  # fmt: skip
+        listed = [(n, p) for n, p in reversed(checkpoints.numbered_checkpoints(model_dir))]
+        for step, prefix in (item for item in listed if item[0] > seen):
+            _say_deleted(seen, step, plan.checkpoint_every_steps, model_dir, say)
+            seen = step
+            if not recorders.pending(step):
+                continue
+            evaluation = _evaluate_checkpoint(evaluator, prefix, step, plan, input_fn, max_batches)
+            if evaluation is None:
+                say(f"{prefix} was deleted (keep_checkpoints) while it was evaluated: skipped")
+                continue
             recorders.on_evaluation(evaluation)
             last_step, waited_since = step, time.monotonic()
             if step >= plan.train_steps:
@@ -236,3 +229,34 @@ def evaluate_continuously(
             say(f"no new checkpoint for {timeout_secs:g} s (eval_timeout_secs): stopping")
             return last_step
         time.sleep(poll_secs)
+
+
+def _evaluate_checkpoint(evaluator, prefix, step, plan, input_fn, max_batches):
+    """The evaluation of checkpoint ``prefix``; None when it was deleted before it was read
+    whole."""
+    try:
+        model, state = evaluator.restore(prefix, evaluator.terms)
+        results = evaluator.evaluate(model, input_fn, max_batches)
+        if evaluator.terms and not state.terms:  # known now: read them from the checkpoint
+            _, state = evaluator.restore(prefix, evaluator.terms)
+    except (checkpoints.CheckpointError, tf.errors.NotFoundError):
+        if tf.io.gfile.exists(f"{prefix}.index"):
+            raise
+        return None
+    train_loss, train_terms, learning_rate = state.recorded()
+    return evaluator.evaluation(
+        step, plan.epoch(step), results, model, prefix, train_loss, train_terms, learning_rate
+    )
+
+
+def _say_deleted(seen: int, step: int, every: int, model_dir: str, say) -> None:
+    """Names the checkpoints the trainer saved between ``seen`` and ``step`` (it saves every
+    ``every`` steps) that were deleted before they were listed."""
+    if every <= 0:
+        return
+    gone = [f"ckpt-{n}" for n in range((max(seen, 0) // every + 1) * every, step, every)]
+    if gone:
+        say(
+            f"{', '.join(gone)} in {model_dir} were deleted (keep_checkpoints) before they "
+            "could be evaluated: skipped"
+        )

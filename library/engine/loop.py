@@ -13,7 +13,7 @@ import signal
 import threading
 from collections.abc import Callable, Sequence
 
-from library.engine import schedule
+from library.engine import distribute, schedule
 from library.engine.progress import Progress
 from library.engine.trainer import Trainer
 from library.recorders.base import Action
@@ -24,11 +24,13 @@ class DivergedError(Exception):
 
 
 class Interrupted(Exception):  # noqa: N818 - a way out, like KeyboardInterrupt
-    """A stop signal ended training; a checkpoint holds the step reached."""
+    """A stop signal ended training; a checkpoint holds the step reached. ``elsewhere``:
+    the signal came to another worker of the run."""
 
-    def __init__(self, signal_name: str, step: int, checkpoint: str):
+    def __init__(self, signal_name: str, step: int, checkpoint: str, elsewhere: bool = False):
         super().__init__(f"{signal_name} at step {step}")
         self.signal_name, self.step, self.checkpoint = signal_name, step, checkpoint
+        self.elsewhere = elsewhere
 
 
 class StopRequest:
@@ -43,6 +45,7 @@ class StopRequest:
 
     def __init__(self):
         self.signal_name: str | None = None  # set by a signal
+        self.elsewhere = False  # the signal came to another worker
         self.reason: str | None = None  # set by an action, e.g. early stopping
         self._previous: dict = {}
 
@@ -84,23 +87,36 @@ def run_loop(
 
     Every action runs at the final step; each action's ``finish`` runs however the loop ends.
 
+    In a multi-worker run every worker agrees at each chunk boundary whether to stop (a
+    signal to any one of them stops them all at the same step, with one checkpoint), as
+    they agree on a non-finite step. A failure in training (a data error, an exception of a
+    project function) saves a checkpoint at the last good step before it is raised, when the
+    process is alone (a save is a collective every worker must join).
+
     Returns:
         The step reached (``max_steps``, or less when an action asked to stop).
 
     Raises:
         DivergedError: ``max_nonfinite_steps`` non-finite steps in a row.
-        Interrupted: a stop signal came; a checkpoint was saved at the step reached.
+        Interrupted: a stop signal came (to this worker or another); a checkpoint was saved
+            at the step reached.
     """
     stop = stop or StopRequest()
     step = trainer.step
     intervals = [every for action in actions for every in action.intervals]
+    together = distribute.task(trainer.strategy)[0] is not None
     try:
         if step >= max_steps:
             say(f"already trained to step {step} (max {max_steps}): nothing to do")
-        while step < max_steps and not stop.requested:
+        while step < max_steps and not _agreed_stop(stop, trainer, together):
             boundary = schedule.next_boundary(step, intervals, max_steps)
             chunk = min(steps_per_execution, boundary - step)
-            in_a_row = trainer.train(chunk)
+            try:
+                in_a_row = trainer.train(chunk)
+            except (Exception, KeyboardInterrupt):
+                if not together:
+                    _save_before_failing(trainer, say)
+                raise
             previous, step = step, step + chunk
             if in_a_row >= max_nonfinite_steps:
                 raise DivergedError(_divergence(trainer, step, in_a_row))
@@ -111,13 +127,42 @@ def run_loop(
         progress.finish()
         if stop.signal_name is not None:
             checkpoint = trainer.save() if trainer.saved_step != step else trainer.last_saved
-            raise Interrupted(stop.signal_name, step, checkpoint)
+            raise Interrupted(stop.signal_name, step, checkpoint, stop.elsewhere)
         if stop.reason is not None:
             progress.say(stop.reason)
     finally:
         for action in actions:
             action.finish()
     return step
+
+
+def _agreed_stop(stop: StopRequest, trainer: Trainer, together: bool) -> bool:
+    """Whether to stop now; with other workers, what all of them say (one all-reduce a
+    chunk): a signal to another worker stops this one too, as a SIGTERM from elsewhere."""
+    if not together:
+        return stop.requested
+    stopping = distribute.agreed(trainer.strategy, stop.signal_name is not None)
+    if stopping and stop.signal_name is None:
+        stop.signal_name, stop.elsewhere = "SIGTERM", True
+    return stopping or stop.reason is not None
+
+
+def _save_before_failing(trainer: Trainer, say: Callable[[str], None]) -> None:
+    """Saves the step reached before a failure (Lightning's on-exception checkpoint), and
+    says so; a save that fails too is said, and the first failure is the one raised."""
+    step = trainer.step
+    if step == trainer.saved_step:
+        say(f"training failed at step {step}; its checkpoint is {trainer.last_saved}")
+        return
+    try:
+        saved = trainer.save()
+    except Exception as error:  # the failure itself is what the user must see
+        say(f"training failed at step {step}; no checkpoint could be saved ({error})")
+        return
+    say(
+        f"training failed at step {step}; checkpoint saved there ({saved}): once the cause "
+        "is fixed, the same command resumes from it"
+    )
 
 
 def _divergence(trainer: Trainer, step: int, in_a_row: int) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import keras
 import tensorflow as tf
@@ -14,8 +14,10 @@ from library.config import Params
 from library.contract import Functions, model_feature_names
 from library.data import service as data_service
 from library.engine import batch_norm, bottleneck, distribute, steps
+from library.engine.run_state import RunState
 from library.engine.schedule import Plan
 from library.outputs import checkpoints, decided
+from library.outputs import run_state as run_state_file
 from library.transfer import names, warm_start
 
 
@@ -37,6 +39,9 @@ class Trainer:
     refresh_statistics: Callable[[], None] | None = None  # batch norm, before each save
     stall_watch: contextlib.AbstractContextManager | None = None  # tf.data service input
     measure_input: Callable[[], object] | None = None  # -> bottleneck.Verdict
+    run_state: RunState = field(default_factory=RunState)  # saved beside each checkpoint
+    # (train loss, loss terms, learning rate) of the period the restored checkpoint ended
+    restored_record: tuple = (None, {}, 0.0)
 
     @property
     def step(self) -> int:
@@ -57,14 +62,16 @@ class Trainer:
             self.refresh_statistics()
         try:
             self.last_saved = self.manager.save(checkpoint_number=self.step)
-            self.saved_step = self.step
-            return self.last_saved
         except tf.errors.FailedPreconditionError as error:  # an iterator TF cannot serialize
             reason = error.message.strip().splitlines()[0]
             raise checkpoints.CheckpointError(
                 f"checkpoint_input_pipeline: this input pipeline cannot be saved ({reason}); "
                 "set checkpoint_input_pipeline: false or make the pipeline stateless"
             ) from None
+        self.saved_step = self.step
+        self.run_state.saved_with(self.last_saved)
+        run_state_file.remove_orphans(self.manager.directory)  # of the checkpoints deleted
+        return self.last_saved
 
 
 def create_trainer(
@@ -115,6 +122,14 @@ def create_trainer(
         say,
         read_only=restore_dir not in (None, params.model_dir),
     )
+    restored_record = (None, {}, 0.0)
+    seeds = seed_states(model)
+    if restored:
+        # The train loss sums of the period that ended at the checkpoint: kept for its
+        # evaluation if it is made again, then cleared (the next period starts here).
+        restored_record = state.recorded()
+        state.reset_checkpoint_loss()
+        _restore_optional({"seeds": seeds}, restored, "random state of the layers", say)
     if params.warm_start_from and restored:
         say(f"warm_start_from ignored: {params.model_dir} has a checkpoint to resume from")
     elif params.warm_start_from:  # restore once, then resume: only a run with no checkpoint
@@ -137,7 +152,7 @@ def create_trainer(
         _check_same_trainables(model, restored)
         checkpoints.restore_from(tf.train.Checkpoint(optimizer=optimizer), restored)
     # The loss scale apart from the optimizer: checkpoints restore across precisions.
-    saved = {"model": model, "optimizer": optimizer, "state": state}
+    saved = {"model": model, "optimizer": optimizer, "state": state, "seeds": seeds}
     saved[decided.KEY] = decided.variable(data_decided or {})
     if loss_scale is not None:
         saved["loss_scale"] = loss_scale
@@ -193,7 +208,28 @@ def create_trainer(
         )
     if restored:
         trainer.saved_step, trainer.last_saved = trainer.step, restored
+        trainer.restored_record = restored_record
+        trainer.run_state = RunState(run_state_file.read(restored))
+        trainer.run_state.prefix = restored if restore_dir in (None, params.model_dir) else None
     return trainer
+
+
+def seed_states(model: keras.Model) -> list:
+    """The states of the model's random-number generators (a dropout layer's), which
+    TensorFlow's checkpoint of the model does not hold: saved beside it, so that a resumed
+    run draws what the uninterrupted one draws."""
+    return [v for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")]
+
+
+def _restore_optional(objects: dict, prefix: str, what: str, say) -> bool:
+    """Restores ``objects`` (``what`` they are) from ``prefix`` when it holds them (a
+    checkpoint of an older version may not): says so otherwise."""
+    try:
+        checkpoints.restore_from(tf.train.Checkpoint(**objects), prefix)
+        return True
+    except (AssertionError, ValueError, tf.errors.OpError):
+        say(f"{prefix} holds no {what}: the {what} starts afresh")
+        return False
 
 
 @contextlib.contextmanager
@@ -253,8 +289,5 @@ def _statistics_refresher(
 
 def _restore_input_position(saved: dict, prefix: str, say: Callable[[str], None]) -> None:
     iterators = {k: v for k, v in saved.items() if k.endswith("iterator")}
-    try:
-        checkpoints.restore_from(tf.train.Checkpoint(**iterators), prefix)
+    if _restore_optional(iterators, prefix, "input position", say):
         say("the input pipeline resumes at its saved position")
-    except (AssertionError, ValueError, tf.errors.OpError):
-        say(f"{prefix} holds no input position: the input pipeline starts afresh")

@@ -29,32 +29,27 @@ class BestExporter:
     """Keeps the best checkpoint by an evaluation metric in its own folder.
 
     The folder holds the checkpoint (its own manager, one kept), ``best.json`` (metric, value,
-    step, epoch, time) and a SavedModel of the same weights, all written atomically.
-    ``best.json`` is read back at start, so a restarted run never replaces a better best with
-    a worse one (the failure of tf.estimator's BestExporter and Keras ModelCheckpoint).
+    step, epoch, time) and a SavedModel of the same weights, all written atomically. The best
+    so far is part of the run state saved beside every checkpoint (``best``, what ``self.best``
+    was), so a restarted run never replaces a better best with a worse one (the failure of
+    tf.estimator's BestExporter and Keras ModelCheckpoint); ``best.json`` is for people and
+    the tools that load the best model.
+
+    Args:
+        directory: the folder (``best_model_dir``).
+        metric, mode: ``best_metric`` and ``best_mode``.
+        best: the best so far, from the run state (None: none yet, or by another metric).
     """
 
-    def __init__(self, directory: str, metric: str, mode: str):
+    def __init__(self, directory: str, metric: str, mode: str, best: dict | None = None):
         self.directory = directory
         self.metric = metric
         self.mode = mode
         clean_leftovers(directory)
-        self.best = self._read_best()
+        self.best = best if best and best.get("metric") == metric else None
         self._manager: tf.train.CheckpointManager | None = None
         self._model = None
         self._lock = threading.Lock()  # the folder and best.json, against a background export
-
-    def _read_best(self) -> dict | None:
-        path = os.path.join(self.directory, BEST_JSON)
-        if not tf.io.gfile.exists(path):
-            return None
-        try:
-            with tf.io.gfile.GFile(path) as stream:
-                best = json.load(stream)
-            float(best["value"])
-        except (ValueError, KeyError, TypeError):
-            return None  # unreadable: the next evaluation writes a fresh one
-        return best if best.get("metric") == self.metric else None
 
     def is_better(self, value: float) -> bool:
         if not math.isfinite(value):

@@ -9,6 +9,7 @@ callbacks and Lightning loggers are added, with no library edit.
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,9 +20,14 @@ import numpy as np
 
 
 class Action:
-    """Runs at every multiple of each of its ``intervals`` (in steps) and at the final step."""
+    """Runs at every multiple of each of its ``intervals`` (in steps) and at the final step.
+
+    In a multi-worker run a project's action runs on the chief alone, unless it sets
+    ``everywhere = True`` (it then must do the same on every worker).
+    """
 
     intervals: tuple[int, ...] = ()
+    everywhere: bool = False
 
     def __call__(self, step: int) -> None:
         raise NotImplementedError
@@ -33,8 +39,9 @@ class Action:
 @dataclass(frozen=True)
 class Run:
     """What a recorder may use: the configuration, the folders, the TensorBoard writers, the
-    training input (None in a separate evaluator) and a way to end training at the next chunk
-    boundary (``request_stop(reason)``; None in a separate evaluator)."""
+    training input (None in a separate evaluator), a way to end training at the next chunk
+    boundary (``request_stop(reason)``; None in a separate evaluator), and whether this
+    process trains (``role`` ``trainer``) or evaluates beside a trainer (``evaluator``)."""
 
     params: Any
     writers: Any  # library.recorders.summaries.Summaries
@@ -42,9 +49,18 @@ class Run:
     train_input_fn: Callable | None = None
     strategy: Any = None
     request_stop: Callable[[str], None] | None = None
+    role: str = "trainer"
 
     @property
     def model_dir(self) -> str:
+        return self.params.model_dir
+
+    @property
+    def output_dir(self) -> str:
+        """Where a recorder writes its files: ``model_dir`` for the trainer,
+        ``model_dir/eval`` for a separate evaluator (the two never write the same file)."""
+        if self.role == "evaluator":
+            return os.path.join(self.params.model_dir, "eval")
         return self.params.model_dir
 
     @property
@@ -86,12 +102,18 @@ class Recorder:
     ``evaluation_metrics`` may ask for metrics of its own, accumulated over the evaluation
     pass and handed over in ``evaluation.arrays`` (e.g. a confusion matrix).
 
+    Each evaluation reaches a recorder once (keyed by its step), across any number of kills
+    of the run: one missed is given at the restart, never one twice. A recorder writes its
+    files in ``run.output_dir``.
+
     A recorder that raises is reported at once, naming itself, and left out from then on: it
     never changes a run's result. A recorder the run cannot do without (the best checkpoint,
-    metrics.jsonl) sets ``essential = True``: its failure stops the run.
+    metrics.jsonl) sets ``essential = True``: its failure stops the run. In a multi-worker
+    run a project's recorder runs on the chief alone, unless it sets ``everywhere = True``.
     """
 
     essential: bool = False
+    everywhere: bool = False
 
     @property
     def name(self) -> str:
@@ -116,28 +138,49 @@ class Recorder:
 
 class Recorders:
     """Hands each event to every recorder in order; a non-essential one that fails is
-    reported once (``say``) and left out from then on."""
+    reported once (``say``) and left out from then on.
 
-    def __init__(self, recorders, say: Callable[[str], None]):
+    Each evaluation reaches each recorder once, keyed by its step: ``delivered`` (the run
+    state, ``library/engine/run_state.py``) says which step each recorder received last,
+    and ``persist`` saves it after each delivery, so a run killed between two recorders
+    gives the second what it missed when it resumes, and the first nothing twice.
+    """
+
+    def __init__(
+        self,
+        recorders,
+        say: Callable[[str], None],
+        delivered: dict[str, int] | None = None,
+        persist: Callable[[], None] | None = None,
+    ):
         self.recorders, self.say = list(recorders), say
         self.failed: set[int] = set()
+        self.keys = _keys(self.recorders)
+        self.delivered = {} if delivered is None else delivered
+        # A recorder new to the run starts where the others are.
+        start = max(self.delivered.values(), default=-1)
+        for key in self.keys:
+            self.delivered.setdefault(key, start)
+        self.persist = persist
+
+    def _call(self, index: int, recorder: Recorder, method: str, *args) -> None:
+        try:
+            getattr(recorder, method)(*args)
+        except Exception as error:
+            if recorder.essential:
+                raise
+            self.failed.add(index)
+            where = traceback.extract_tb(error.__traceback__)[-1]
+            self.say(
+                f"warning: recorder {recorder.name} failed in {method} "
+                f"({type(error).__name__}: {error}; {where.filename}:{where.lineno}); "
+                "it records nothing more in this run"
+            )
 
     def _each(self, method: str, *args) -> None:
         for index, recorder in enumerate(self.recorders):
-            if index in self.failed:
-                continue
-            try:
-                getattr(recorder, method)(*args)
-            except Exception as error:
-                if recorder.essential:
-                    raise
-                self.failed.add(index)
-                where = traceback.extract_tb(error.__traceback__)[-1]
-                self.say(
-                    f"warning: recorder {recorder.name} failed in {method} "
-                    f"({type(error).__name__}: {error}; {where.filename}:{where.lineno}); "
-                    "it records nothing more in this run"
-                )
+            if index not in self.failed:
+                self._call(index, recorder, method, *args)
 
     def start(self, run: Run) -> None:
         self._each("start", run)
@@ -146,7 +189,20 @@ class Recorders:
         self._each("on_train_log", step, values)
 
     def on_evaluation(self, evaluation: Evaluation) -> None:
-        self._each("on_evaluation", evaluation)
+        """Gives ``evaluation`` to each recorder that has not received its step."""
+        for index, recorder in enumerate(self.recorders):
+            key = self.keys[index]
+            if self.delivered[key] >= evaluation.step:
+                continue
+            if index not in self.failed:
+                self._call(index, recorder, "on_evaluation", evaluation)
+            self.delivered[key] = evaluation.step  # received, or failed on it: done
+            if self.persist is not None:
+                self.persist()
+
+    def pending(self, step: int) -> bool:
+        """Whether a recorder has not received the evaluation of ``step``."""
+        return any(self.delivered[key] < step for key in self.keys)
 
     def finish(self) -> None:
         self._each("finish")
@@ -156,6 +212,17 @@ class Recorders:
         for recorder in self.recorders:
             metrics.update(recorder.evaluation_metrics(params))
         return metrics
+
+
+def _keys(recorders) -> list[str]:
+    """A name per recorder, the same from one start of a run to the next: its class name,
+    numbered when several recorders share it."""
+    keys, seen = [], {}
+    for recorder in recorders:
+        name = recorder.name
+        seen[name] = seen.get(name, 0) + 1
+        keys.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+    return keys
 
 
 class Background:

@@ -9,18 +9,19 @@ import os
 
 from library.outputs.files import atomic_write_text, exists, read_text
 from library.recorders.base import Evaluation, Recorder, Run
-from library.recorders.metrics_log import read_metrics, row
+from library.recorders.metrics_log import row
 
 
 class CSVLogger(Recorder):
-    """Writes ``filename`` in ``model_dir`` (default ``metrics.csv``): step, epoch, train loss
-    (and terms), each evaluation result, learning rate. A resumed run keeps the rows up to
-    the step it resumes from (the evaluations after it are made again), as metrics.jsonl
-    does; a column that appears later is added to every row. Rewritten whole (atomically)
-    after each evaluation: a table of evaluations is small.
+    """Writes ``filename`` in the run's ``output_dir`` (default ``metrics.csv``): step, epoch,
+    train loss (and terms), each evaluation result, learning rate: the rows of metrics.jsonl.
+    A row per step: each evaluation reaches it once, and one made again (after a resume from
+    an older checkpoint) replaces the rows from its step on. A column that appears later is
+    added to every row. Rewritten whole (atomically) after each evaluation: a table of
+    evaluations is small.
 
     Args:
-        filename: the file's name in ``model_dir``, or an absolute path.
+        filename: the file's name in the run's ``output_dir``, or an absolute path.
     """
 
     def __init__(self, filename: str = "metrics.csv"):
@@ -29,10 +30,8 @@ class CSVLogger(Recorder):
         self.rows: list[dict] = []
 
     def start(self, run: Run) -> None:
-        self.path = os.path.join(run.model_dir, self.filename)
-        # What metrics.jsonl kept (it is truncated to the resumed step before this start).
-        steps = {r["step"] for r in read_metrics(run.model_dir)}
-        self.rows = [r for r in self._read() if int(r["step"]) in steps]
+        self.path = os.path.join(run.output_dir, self.filename)
+        self.rows = self._read()
 
     def _read(self) -> list[dict]:
         if not exists(self.path):
@@ -40,6 +39,7 @@ class CSVLogger(Recorder):
         return list(csv.DictReader(io.StringIO(read_text(self.path))))
 
     def on_evaluation(self, evaluation: Evaluation) -> None:
+        self.rows = [r for r in self.rows if int(r["step"]) < evaluation.step]
         self.rows.append(row(evaluation))
         columns: list[str] = []
         for entry in self.rows:

@@ -1,5 +1,6 @@
-"""``metrics.jsonl``: one line per evaluation, the record that says an evaluation happened
-(the plots, the rules of patience and the resume are all read from it)."""
+"""``metrics.jsonl``: one line per evaluation, for people and their tools (the plots are drawn
+from it); nothing reads it to decide how a run goes on (the run state beside each checkpoint
+does that: ``library/engine/run_state.py``)."""
 
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ def read_metrics(model_dir: str) -> list[dict]:
 
 
 def truncate_metrics(model_dir: str, last_step: int) -> None:
-    """Drops evaluations after ``last_step``: after a resume they will be made again."""
+    """Drops evaluations after ``last_step`` (made again after a resume from an older
+    checkpoint)."""
     records = read_metrics(model_dir)
     kept = [r for r in records if r.get("step", 0) <= last_step]
     if len(kept) != len(records):
@@ -55,12 +57,19 @@ def truncate_metrics(model_dir: str, last_step: int) -> None:
 
 
 class AppendMetrics(Recorder):
-    """One line per evaluation in ``metrics.jsonl``."""
+    """One line per evaluation in ``metrics.jsonl``, keyed by step: an evaluation made again
+    (after a resume from an older checkpoint) replaces the lines from its step on."""
 
     essential = True
 
     def __init__(self, model_dir: str):
         self.model_dir = model_dir
+        self.last_step: int | None = None  # the file's last step, read once
 
     def on_evaluation(self, evaluation: Evaluation) -> None:
+        if self.last_step is None:
+            self.last_step = max((r["step"] for r in read_metrics(self.model_dir)), default=-1)
+        if evaluation.step <= self.last_step:
+            truncate_metrics(self.model_dir, evaluation.step - 1)
         append_metrics(self.model_dir, row(evaluation))
+        self.last_step = evaluation.step

@@ -1,7 +1,7 @@
 """Plateau and early stopping on ``best_metric`` (the eval loss by default; ``best_mode`` says
 whether lower or higher is better), as Keras' ReduceLROnPlateau and EarlyStopping define them
-(without cooldown), with a state that is never lost: it is a function of the evaluations
-recorded in ``metrics.jsonl``, replayed at every start.
+(without cooldown), with a state that is never lost: it is saved in the run state beside
+every checkpoint (``library/engine/run_state.py``) and restored with it.
 
 After each evaluation, for each rule: if the metric improves on the best by more than
 ``min_delta`` (lower for ``min``, higher for ``max``) it becomes the best and the rule's wait
@@ -14,7 +14,7 @@ learning-rate multiplier is multiplied by ``plateau_factor`` (the rate not below
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from library.recorders.base import Evaluation, Recorder
@@ -96,8 +96,7 @@ class Patience:
                 )
             self.plateau.wait = 0
         if self.early_stopping.update(value) and self.stopped_at is None:
-            self.stopped_at = step
-            events.append(self.stop_reason())
+            self.stopped_at = step  # said by the loop, which stops at it
         return events
 
     def stop_reason(self) -> str:
@@ -108,11 +107,24 @@ class Patience:
             f"improved on {shown} for {self.early_stopping.patience} evaluations"
         )
 
-    def replay(self, records: Iterable[Mapping]) -> Patience:
-        """The state after the recorded evaluations (rows of metrics.jsonl), in order."""
-        for record in records:
-            value = record.get(f"eval_{self.metric}")
-            self.update(record["step"], math.nan if value is None else value, record.get("learning_rate"))  # fmt: skip
+    def to_dict(self) -> dict:
+        """The state of both rules, for the run state saved beside each checkpoint."""
+        return {
+            "plateau": {"best": self.plateau.best, "wait": self.plateau.wait},
+            "early_stopping": {"best": self.early_stopping.best, "wait": self.early_stopping.wait},
+            "multiplier": self.multiplier,
+            "stopped_at": self.stopped_at,
+            "reductions": self.reductions,
+        }
+
+    def restore(self, saved: Mapping | None) -> Patience:
+        """The state ``to_dict`` gave (None: as at the start of a run)."""
+        if saved:
+            rules = {"plateau": self.plateau, "early_stopping": self.early_stopping}
+            for name, rule in rules.items():
+                rule.best, rule.wait = saved[name]["best"], saved[name]["wait"]
+            self.multiplier, self.stopped_at = saved["multiplier"], saved["stopped_at"]
+            self.reductions = saved["reductions"]
         return self
 
 

@@ -21,7 +21,7 @@ from library.contract import ModeKeys
 from library.engine import schedule
 from library.engine.estimator import Estimator, train_and_evaluate
 from library.outputs import best as best_checkpoint
-from library.outputs import checkpoints
+from library.outputs import checkpoints, run_state
 from library.recorders import metrics_log
 
 
@@ -107,8 +107,12 @@ def test_restarted_run_keeps_a_better_earlier_best(stripes_records, tmp_path):
     train_and_evaluate(estimator(run_params), train, evaluation)
     best_path = os.path.join(run_params.best_model_dir, "best.json")
     first = read_json(best_path)
-    # An earlier run (before a restart) had reached a far better value.
+    # An earlier run (before a restart) had reached a far better value: the run state
+    # beside its latest checkpoint says so.
     better = dict(first, value=1e-6, step=1)
+    latest = checkpoints.numbered_checkpoints(run_params.model_dir)[0][1]
+    state = run_state.read(latest)
+    run_state.write(latest, dict(state, best=better))
     with open(best_path, "w") as stream:
         json.dump(better, stream)
     train, evaluation = specs(run_params, 6)
@@ -162,8 +166,9 @@ def test_the_best_saved_model_follows_the_best_through_new_bests_and_restarts(tm
     assert float(tf.saved_model.load(str(best_dir / "saved_model")).v) == 1.0
     best = read_json(best_dir / "best.json")
     assert (best["step"], best["saved_model_step"]) == (4, 3)
-    # The run is killed here. At the next start the SavedModel is older than the best.
-    exporter = best_checkpoint.BestExporter(str(best_dir), "loss", "min")
+    # The run is killed here. At the next start (the run state gives the best) the
+    # SavedModel is older than the best.
+    exporter = best_checkpoint.BestExporter(str(best_dir), "loss", "min", best=exporter.best)
     assert exporter.export_saved_model(export_fn)
     assert float(tf.saved_model.load(str(best_dir / "saved_model")).v) == 2.0
     assert read_json(best_dir / "best.json")["saved_model_step"] == 4

@@ -12,7 +12,7 @@ from projects.classifier import functions
 from support import event_tags, jpeg_bytes, one_line, run_cli, textured_image
 
 from library.config import CHANGES_FILE, load_sets
-from library.outputs import checkpoints
+from library.outputs import checkpoints, run_state
 from library.recorders import metrics_log
 
 
@@ -186,14 +186,19 @@ def test_a_refused_resume_leaves_the_saved_configuration_untouched(trained_copy)
 
 
 def test_a_kill_between_a_checkpoint_and_its_evaluation_is_made_good(trained_copy):
-    # As if killed after saving ckpt-4 and before evaluating it: no row for step 4 yet.
+    # As if killed after saving ckpt-4 and before evaluating it: its run state says every
+    # recorder got step 2, and there is no row for step 4 yet.
     rows = metrics_log.read_metrics("model")
     assert [r["step"] for r in rows] == [2, 4]
+    state = run_state.read(os.path.join("model", "ckpt-4"))
+    assert set(state["delivered"].values()) == {4}
+    delivered = dict.fromkeys(state["delivered"], 2)
+    run_state.write(os.path.join("model", "ckpt-4"), dict(state, delivered=delivered))
     with open(os.path.join("model", metrics_log.METRICS_FILE), "w") as stream:
         stream.write(json.dumps(rows[0]) + "\n")
     result = run_cli(*trained_copy.argv)
     assert result.returncode == 0, result.stderr
-    assert "step 4 was saved but never evaluated" in result.stdout
+    assert "step 4 was saved but not every recorder got its evaluation" in result.stdout
     assert "already trained to step 4" in result.stdout
     again = metrics_log.read_metrics("model")
     assert [r["step"] for r in again] == [2, 4]  # every evaluation step, exactly once

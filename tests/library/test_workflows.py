@@ -12,8 +12,9 @@ from support import argv, declarations, estimator, params, run_cli, start_proces
 
 from library.config import ConfigError, Schema
 from library.engine import evaluator, schedule
-from library.outputs import checkpoints
+from library.outputs import checkpoints, run_state
 from library.recorders import metrics_log
+from library.recorders.base import Recorder, Recorders
 from library.recorders.patience import Patience
 from library.search import sweep
 
@@ -74,14 +75,15 @@ def test_a_checkpoint_deleted_before_it_is_read_is_one_line(stripes_records, tmp
 
     monkeypatch.setattr(checkpoints, "numbered_checkpoints", vanish)
     lines = []
+    received = Recorders([Recorder()], lines.append)
     step = evaluator.evaluate_continuously(
-        built.evaluator, run_params.model_dir, plan, lambda: None, None, [], 0.5,
+        built.evaluator, run_params.model_dir, plan, lambda: None, None, received, 0.5,
         lines.append, poll_secs=0.1,
     )  # fmt: skip
     assert step == 0
     assert (
-        f"{run_params.model_dir}/ckpt-2 was deleted (keep_checkpoints) before it was evaluated"
-        in lines
+        f"{run_params.model_dir}/ckpt-2 was deleted (keep_checkpoints) while it was evaluated: "
+        "skipped" in lines
     )
     assert "no new checkpoint for 0.5 s (eval_timeout_secs): stopping" in lines
 
@@ -107,7 +109,7 @@ def test_patience_rules_follow_a_hand_computed_sequence():
     assert stops == [None] * 8 + [9]
 
 
-def test_plateau_and_early_stopping_replay_from_metrics_and_survive_a_kill(
+def test_plateau_and_early_stopping_follow_the_run_state_and_survive_a_kill(
     stripes_records, tmp_path
 ):
     command = argv(
@@ -130,7 +132,7 @@ def test_plateau_and_early_stopping_replay_from_metrics_and_survive_a_kill(
     base = rows[0]["learning_rate"]
     # The rate in force before each evaluation: x0.5 after each one from the second on.
     np.testing.assert_allclose([r["learning_rate"] / base for r in rows], [1, 1, 0.5, 0.25])
-    # Replaying the rules over metrics.jsonl gives the rates the run used.
+    # The rules applied to the evaluations in order give the rates the run used.
     replayed = Patience.from_params(run_params)
     expected = []
     for row in rows:
@@ -142,7 +144,16 @@ def test_plateau_and_early_stopping_replay_from_metrics_and_survive_a_kill(
     again = run_cli(*command)
     assert again.returncode == 0 and "early stopping at step 4" in again.stdout
     assert [r["step"] for r in metrics_log.read_metrics(run_params.model_dir)] == [1, 2, 3, 4]
-    # Killed between the checkpoint of step 4 and its evaluation: the resume makes it good.
+    # Killed between the checkpoint of step 4 and its evaluation: the run state beside
+    # ckpt-4 is what it was when it was saved (every recorder up to step 3, the rules after
+    # the third evaluation); the resume makes it good.
+    ckpt = os.path.join(run_params.model_dir, "ckpt-4")
+    state = run_state.read(ckpt)
+    before = Patience.from_params(run_params)
+    for row in rows[:3]:
+        before.update(row["step"], row["eval_loss"], row["learning_rate"])
+    delivered = dict.fromkeys(state["delivered"], 3)
+    run_state.write(ckpt, dict(state, delivered=delivered, patience=before.to_dict()))
     with open(os.path.join(run_params.model_dir, metrics_log.METRICS_FILE), "w") as stream:
         stream.writelines(json.dumps(r) + "\n" for r in rows[:3])
     made_good = run_cli(*command)
