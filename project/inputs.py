@@ -95,10 +95,10 @@ def input_fn(file_pattern, mode, params, input_context=None):
         def decode_and_augment(parsed, seed):
             return to_features(parsed, decode_batch(parsed["image"], True, params, seed))
 
-        dataset = dataset.map(parse, num_parallel_calls=pipeline.AUTOTUNE, deterministic=False)
-        dataset = dataset.map(
-            decode_and_augment, num_parallel_calls=pipeline.AUTOTUNE, deterministic=False
-        )
+        # In any order unless the run option deterministic asks (the library sets the
+        # training dataset's options, which these maps follow).
+        dataset = dataset.map(parse, num_parallel_calls=pipeline.AUTOTUNE)
+        dataset = dataset.map(decode_and_augment, num_parallel_calls=pipeline.AUTOTUNE)
     else:
         dataset = dataset.map(
             lambda serialized: parse_and_decode(serialized, False, params),
@@ -138,7 +138,7 @@ def folder_input_fn(file_pattern, mode, params, input_context=None):
     if training:
         dataset = dataset.repeat()
     dataset = tf.data.Dataset.zip(dataset, pipeline.random_seeds(params.random_seed))
-    dataset = dataset.map(load, num_parallel_calls=pipeline.AUTOTUNE, deterministic=not training)
+    dataset = dataset.map(load, num_parallel_calls=pipeline.AUTOTUNE)
     global_batch = params.train_batch_size if training else params.eval_batch_size
     batch_size = pipeline.replica_batch_size(global_batch, input_context)
     return dataset.batch(batch_size, drop_remainder=training).prefetch(pipeline.AUTOTUNE)

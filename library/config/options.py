@@ -59,6 +59,7 @@ RUN_OPTIONS: tuple[Field, ...] = (
     Field("batch_norm_refresh_batches", int, 4, "before each checkpoint, re-estimate batch-norm statistics with the weights being saved from this many training batches (PreciseBN); 0: off", interval="[0, inf)"),
     Field("max_nonfinite_steps", int, 5, "stop after this many consecutive NaN/Inf steps", interval="[1, inf)"),
     Field("random_seed", int, 42, "seed for weights, shuffling and augmentation"),
+    Field("deterministic", bool, False, "the training input in one order and TensorFlow's ops deterministic (tf.config.experimental.enable_op_determinism), the input position saved in checkpoints: a run killed and resumed ends bit-identical to one never killed, at a cost in speed (BENCHMARKS.md); false: reads and maps in parallel in any order"),
     # -- scale (library/engine/distribute.py, library/data/service.py; docs/scaling.md) ----
     Field("distribution", str, "auto", "tf.distribute strategy: auto (mirrored over several GPUs, else one device), one_device, mirrored, multi_worker (the cluster from TF_CONFIG) or tpu", choices=("auto", "one_device", "mirrored", "multi_worker", "tpu")),
     Field("collective_timeout_secs", float, 300.0, "multi_worker: a collective (gradient all-reduce) waiting longer than this for a worker that died stops the run", interval="(0, inf)"),

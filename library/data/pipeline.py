@@ -64,9 +64,10 @@ def read_records(
         read,
         cycle_length=cycle_length,
         num_parallel_calls=AUTOTUNE,
-        # Training takes whichever shard is ready first, unless pipelines split the records
-        # by position: then each must see the same order.
-        deterministic=not training or by_record,
+        # Training takes whichever shard is ready first unless the run option
+        # ``deterministic`` asks otherwise (the library sets the dataset's options: None
+        # follows them); pipelines that split the records by position must see one order.
+        deterministic=True if by_record else (None if training else True),
     )
     if by_record:
         dataset = dataset.shard(pipelines, input_context.input_pipeline_id)

@@ -168,11 +168,14 @@ def distribute_dataset(
     input_fn: Callable,
     service_address: str = "",
     features: Sequence[str] | None = None,
+    deterministic: bool | None = None,
 ):
     """The dataset of ``input_fn``, one pipeline per worker, batches sent to the replicas'
     devices (prefetched there); run by the tf.data service at ``service_address`` if given
     (``library/data/service.py``). ``features``: the names of the features the model takes
-    (``contract.model_feature_names``; None: all of them).
+    (``contract.model_feature_names``; None: all of them). ``deterministic``: the pipeline's
+    option for its parallel reads and maps that do not say (None: tf.data's default, one
+    order).
 
     Strings cannot live on an accelerator: where the replicas are GPUs or TPUs and a batch
     holds strings, batches stay on the host and each step copies what it needs.
@@ -180,6 +183,10 @@ def distribute_dataset(
 
     def dataset_fn(input_context):
         dataset = model_features(call_input_fn(input_fn, input_context), features)
+        if deterministic is not None:
+            options = tf.data.Options()
+            options.deterministic = deterministic
+            dataset = dataset.with_options(options)
         if service_address:
             dataset = data_service.distribute(dataset, service_address)
         return dataset

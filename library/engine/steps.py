@@ -279,23 +279,29 @@ def build_train_loop(
     train_step: Callable,
     state: StepState,
     xla: bool = False,
+    time_input: bool = True,
 ):
     """Runs ``steps`` train steps inside one graph call (``steps_per_execution``).
 
     The time spent waiting for each batch is added to ``state.input_wait`` (what tells an
-    input-bound run from a compute-bound one). Returns the count of non-finite steps in a
-    row, the one value the loop must see each call.
+    input-bound run from a compute-bound one), unless ``time_input`` is False: TensorFlow's
+    op determinism (the run option ``deterministic``) forbids reading the clock in a graph.
+    Returns the count of non-finite steps in a row, the one value the loop must see each
+    call.
     """
     step = tf.function(train_step, jit_compile=True) if xla else train_step
 
     @tf.function
     def train_loop(iterator, steps):
         for _ in tf.range(steps):
-            started = tf.timestamp()
-            with tf.control_dependencies([started]):
+            if time_input:
+                started = tf.timestamp()
+                with tf.control_dependencies([started]):
+                    element = next(iterator)
+                with tf.control_dependencies(tf.nest.flatten(element, expand_composites=True)):
+                    state.input_wait.assign_add(tf.timestamp() - started)
+            else:
                 element = next(iterator)
-            with tf.control_dependencies(tf.nest.flatten(element, expand_composites=True)):
-                state.input_wait.assign_add(tf.timestamp() - started)
             features, labels = element
             strategy.run(step, args=(features, labels))
         return state.nonfinite_in_a_row.read_value()

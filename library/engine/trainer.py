@@ -104,11 +104,13 @@ def create_trainer(
         checkpoints.CheckpointError: checkpoints exist and none restores.
     """
     keras.utils.set_random_seed(params.random_seed)
+    if params.deterministic:  # for the whole process: no op may choose its order
+        tf.config.experimental.enable_op_determinism()
     with strategy.scope(), precision(params.mixed_precision):
         model = functions.model_fn(params)
     features = model_feature_names(model)
     dataset = distribute.distribute_dataset(
-        strategy, input_fn, params.data_service_address, features
+        strategy, input_fn, params.data_service_address, features, params.deterministic
     )
     spec = distribute.element_spec(strategy, dataset, input_fn)
     if params.xla:
@@ -160,9 +162,9 @@ def create_trainer(
             _restore_loss_scale(loss_scale, restored, say)
     iterator = iter(dataset)
     refresh_statistics = _statistics_refresher(
-        strategy, model, input_fn, params.batch_norm_refresh_batches, features
+        strategy, model, input_fn, params.batch_norm_refresh_batches, features, params.deterministic
     )
-    if params.checkpoint_input_pipeline:
+    if params.checkpoint_input_pipeline or params.deterministic:  # exact: where the data is
         saved["iterator"] = iterator
         if refresh_statistics is not None:  # its batches too, for an exact resume
             saved["statistics_iterator"] = refresh_statistics.iterator
@@ -184,7 +186,9 @@ def create_trainer(
         scales,
         scale_updates=params.plateau_patience > 0,  # a plateau lowers lr_multiplier
     )
-    train_loop = steps.build_train_loop(strategy, train_step, state, params.xla)
+    train_loop = steps.build_train_loop(
+        strategy, train_step, state, params.xla, time_input=not params.deterministic
+    )
     trainer = Trainer(
         strategy, model, optimizer, state, plan, manager, train_loop, iterator, restored
     )
@@ -278,12 +282,15 @@ class _StatisticsRefresher:
 
 
 def _statistics_refresher(
-    strategy, model, input_fn, batches: int, features
+    strategy, model, input_fn, batches: int, features, deterministic: bool
 ) -> _StatisticsRefresher | None:
     refresh = batch_norm.build_refresh(strategy, model) if batches else None
     if refresh is None:
         return None
-    iterator = iter(distribute.distribute_dataset(strategy, input_fn, features=features))
+    dataset = distribute.distribute_dataset(
+        strategy, input_fn, features=features, deterministic=deterministic
+    )
+    iterator = iter(dataset)
     return _StatisticsRefresher(refresh, iterator, batches)
 
 
