@@ -5,6 +5,7 @@ recorders), profile."""
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 
 import tensorflow as tf
@@ -44,6 +45,9 @@ class LogProgress(Action):
         waited = float(state.input_wait.numpy())
         state.log_loss.reset_state()
         state.input_wait.assign(0.0)
+        if self.trainer.goodput is not None:
+            self.trainer.goodput.waited(waited)
+            self.trainer.goodput.beat(step)
         values.update(self.progress.log(step, values, waited))
         with self.writer.as_default(step=step):
             for name, value in values.items():
@@ -146,6 +150,7 @@ class Evaluate(Action):
 
     def __call__(self, step: int) -> None:
         self.progress.pause()  # evaluation time is not training throughput
+        started = time.perf_counter()
         # SaveCheckpoint ran just before: an evaluation always follows a save at its step.
         train_loss, train_terms, learning_rate = self.saver.recorded
         results = self.evaluator.evaluate(self.trainer.model, self.input_fn, self.max_batches)
@@ -160,6 +165,8 @@ class Evaluate(Action):
             learning_rate,
         )
         self.recorders.on_evaluation(evaluation)
+        if self.trainer.goodput is not None:
+            self.trainer.goodput.add("evaluations", time.perf_counter() - started)
         self.progress.resume()
 
     def catch_up(self, say: Callable[[str], None]) -> None:

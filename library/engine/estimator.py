@@ -20,6 +20,7 @@ from library import config
 from library.contract import Functions
 from library.engine import actions, distribute
 from library.engine.evaluator import Evaluator, evaluate_continuously
+from library.engine.goodput import Goodput
 from library.engine.loop import DivergedError, Interrupted, StopRequest, run_loop
 from library.engine.progress import Progress
 from library.engine.run_state import RunState
@@ -157,8 +158,11 @@ class Estimator:
         try:
             with FolderLock(params.model_dir, say=self.say), StopRequest() as stop:
                 writers = Summaries(params.model_dir)
+                trainer = None
                 try:
                     trainer = self._start(input_fn, params)
+                    resumed = trainer.step if trainer.restored else None
+                    trainer.goodput = Goodput(params.model_dir, resumed)
                     progress = Progress(
                         params.progress,
                         max_steps,
@@ -180,12 +184,28 @@ class Estimator:
                         self.say,
                     )
                     distribute.barrier(self.strategy)
+                    self._account(trainer, writers, ended=True)
                     return step
+                except BaseException:
+                    if trainer is not None:
+                        self._account(trainer, writers, ended=False)
+                    raise
                 finally:
                     writers.flush()
         finally:
             if not chief:
                 remove_tree(params.model_dir)
+
+    def _account(self, trainer: Trainer, writers: Summaries, ended: bool) -> None:
+        """The time account of this start (``goodput.json``, TensorBoard's ``goodput/``), and
+        its line."""
+        goodput = trainer.goodput
+        goodput.close(trainer.step, ended)
+        with writers.train.as_default(step=trainer.step):
+            for part, seconds in goodput.seconds.items():
+                tf.summary.scalar(f"goodput/{part}_seconds", seconds)
+            tf.summary.scalar("goodput/restarts", goodput.restarts)
+        self.say(goodput.line())
 
     def _worker_params(self) -> config.Params:
         """The parameters of a worker that is not the chief: TensorFlow has every worker save

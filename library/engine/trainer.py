@@ -4,6 +4,7 @@ from ``model_dir``, with the compiled train loop and the input iterator."""
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -14,6 +15,7 @@ from library.config import Params
 from library.contract import Functions, model_feature_names
 from library.data import service as data_service
 from library.engine import batch_norm, bottleneck, distribute, steps
+from library.engine.goodput import Goodput
 from library.engine.run_state import RunState
 from library.engine.schedule import Plan
 from library.outputs import checkpoints, decided
@@ -40,6 +42,7 @@ class Trainer:
     stall_watch: contextlib.AbstractContextManager | None = None  # tf.data service input
     measure_input: Callable[[], object] | None = None  # -> bottleneck.Verdict
     run_state: RunState = field(default_factory=RunState)  # saved beside each checkpoint
+    goodput: Goodput | None = None  # where the wall time goes
     # (train loss, loss terms, learning rate) of the period the restored checkpoint ended
     restored_record: tuple = (None, {}, 0.0)
 
@@ -49,8 +52,13 @@ class Trainer:
 
     def train(self, num_steps: int) -> int:
         """Runs ``num_steps`` steps; returns the count of non-finite steps in a row."""
+        started = time.perf_counter()
         with self.stall_watch or contextlib.nullcontext():
-            return int(self.train_loop(self.iterator, tf.constant(num_steps, tf.int64)))
+            in_a_row = int(self.train_loop(self.iterator, tf.constant(num_steps, tf.int64)))
+        if self.goodput is not None:
+            self.goodput.trained(num_steps, time.perf_counter() - started)
+            self.goodput.beat(self.step, every_secs=1.0)  # how far a kill will have lost
+        return in_a_row
 
     def save(self) -> str:
         """Saves a checkpoint at the current step; returns its prefix.
@@ -58,6 +66,7 @@ class Trainer:
         Batch-norm statistics are re-estimated with the weights being saved first (when
         ``batch_norm_refresh_batches`` > 0), so that every checkpoint evaluates as it trained.
         """
+        started = time.perf_counter()
         if self.refresh_statistics is not None:
             self.refresh_statistics()
         try:
@@ -71,6 +80,8 @@ class Trainer:
         self.saved_step = self.step
         self.run_state.saved_with(self.last_saved)
         run_state_file.remove_orphans(self.manager.directory)  # of the checkpoints deleted
+        if self.goodput is not None:
+            self.goodput.add("checkpoints", time.perf_counter() - started)
         return self.last_saved
 
 

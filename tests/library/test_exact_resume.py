@@ -4,7 +4,9 @@ killed: with dropout, augmentation and shuffling on, under ``deterministic: true
 recorder (metrics.csv, a tracker) has each evaluation exactly once."""
 
 import csv
+import json
 import os
+import re
 import subprocess
 import sys
 
@@ -119,3 +121,11 @@ def test_a_run_killed_at_random_steps_ends_bit_identical_and_recorders_get_each_
     for row, record in zip(table, rows, strict=True):
         assert float(row["eval_loss"]) == record["eval_loss"]
         assert float(row["train_loss"]) == record["train_loss"]
+    # The time account knows the restarts and what they cost.
+    with open(killed / "model" / "goodput.json", encoding="utf-8") as stream:
+        account = json.load(stream)
+    assert account["restarts"] == 3 and account["ended"] and account["steps"] == 16
+    most = sum(k - 3 * (k // 3) for k in kill_steps)  # past the last checkpoint before each kill
+    assert 0 <= account["lost_steps"] <= most
+    assert account["seconds"]["down"] > 0 and account["seconds"]["steps"] > 0
+    assert re.search(r"goodput: trained \d+% of .*; 3 restarts lost", starts[-1].stdout)

@@ -19,17 +19,27 @@ WORKER = r"""
 import json, os, sys
 sys.path[:0] = [{root!r}, os.path.join({root!r}, "tests")]
 from library.cli import main
+from library.recorders.base import Recorder
 from projects import classifier
 from support import variant
 
 built = []
-model_fn = classifier.load_functions().model_fn
+own = classifier.load_functions()
 
 def recording_model_fn(params):
-    built.append(model_fn(params))
+    built.append(own.model_fn(params))
     return built[-1]
 
-status = main(sys.argv[1:], variant(classifier, model_fn=recording_model_fn))
+class Tracker(Recorder):  # a project's tracker, one file for the whole run (TRACKER)
+    def on_evaluation(self, evaluation):
+        with open(os.environ["TRACKER"], "a") as stream:
+            stream.write(f"{{evaluation.step}}\n")
+
+callbacks = own.callbacks_fn
+if os.environ.get("TRACKER"):
+    callbacks = lambda params: [*own.callbacks_fn(params), Tracker()]
+project = variant(classifier, model_fn=recording_model_fn, callbacks_fn=callbacks)
+status = main(sys.argv[1:], project)
 if status == 0:  # the first model built is the one that trains
     print("WEIGHTS " + json.dumps([w.numpy().astype(float).ravel()[:4].tolist() for w in built[0].weights]))
 sys.exit(status)
@@ -52,12 +62,13 @@ class Cluster:
     def __init__(self, work, argv):
         self.work, self.argv, self.processes = work, argv, []
 
-    def start(self, name):
+    def start(self, name, **env_vars):
         cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
         self.processes, self.logs = [], []
         for index in range(2):
             task = {"type": "worker", "index": index}
             env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": task}))
+            env.update(env_vars)
             log = open(os.path.join(self.work, f"{name}-{index}.log"), "w+")  # noqa: SIM115
             command = [sys.executable, "-c", WORKER.format(root=ROOT), *self.argv]
             self.processes.append(
@@ -111,39 +122,52 @@ def weights_of(output):
     return json.loads(lines[-1][len("WEIGHTS ") :])
 
 
-def test_two_workers_train_as_one_and_resume_after_both_are_killed(stripes_records, tmp_path):
+def test_a_sigterm_to_one_worker_stops_both_at_one_step_and_they_resume_as_one(
+    stripes_records, tmp_path
+):
+    """Preemption of the worker that is not the chief: every worker agrees on the step,
+    saves once and exits 143; started again, both resume there and finish as one model; a
+    tracker the project shares between them gets each evaluation once (the chief's)."""
     from library.outputs import checkpoints
     from library.recorders import metrics_log as summaries
 
     model_dir = str(tmp_path / "model")
+    tracker = str(tmp_path / "tracker.txt")
     command = cluster_argv(
         stripes_records, tmp_path,
-        "--train_steps", "16", "--save_checkpoints_steps", "4", "--steps_between_evals", "8",
+        "--train_steps", "16", "--save_checkpoints_steps", "4", "--steps_between_evals", "4",
         "--best_saved_model", "true",
         # Batch-norm statistics are each worker's own between checkpoints; re-estimated
         # before each save, they are all-reduced: the same on every worker.
         "--batch_norm_refresh_batches", "2",
     )  # fmt: skip
     with Cluster(str(tmp_path), command) as cluster:
-        cluster.start("first")
+        cluster.start("first", TRACKER=tracker)
         wait_for(lambda: checkpoints.numbered_checkpoints(model_dir), 240, "a first checkpoint")
-        cluster.kill()  # both, as a lost job or a power cut would
-        killed_at = checkpoints.numbered_checkpoints(model_dir)[0][0]
-        assert 4 <= killed_at < 16, cluster.output(0)[-2000:]
-        assert cluster.start("again").wait() == [0, 0], cluster.output(0)[-3000:]
+        cluster.processes[1].send_signal(signal.SIGTERM)  # the worker that is not the chief
+        sent = time.time()
+        assert cluster.wait(timeout=60) == [143, 143], cluster.output(0)[-3000:]
+        assert time.time() - sent < 30
+        said = [re.search(r"stopped by SIGTERM.* at step (\d+)", cluster.output(i)) for i in (0, 1)]  # fmt: skip
+        assert all(said), (cluster.output(0)[-2000:], cluster.output(1)[-2000:])
+        stopped_at = {int(m.group(1)) for m in said}
+        assert len(stopped_at) == 1 and "to another worker" in cluster.output(0)
+        stopped_at = stopped_at.pop()
+        assert checkpoints.numbered_checkpoints(model_dir)[0][0] == stopped_at < 16
+        assert cluster.start("again", TRACKER=tracker).wait() == [0, 0], cluster.output(0)[-3000:]
         outputs = [cluster.output(0), cluster.output(1)]
-    # Both resumed from the chief's newest checkpoint, at the same step.
+    # Both resumed from the agreed checkpoint.
     resumed_at = {int(re.search(r"resuming from \S+ at step (\d+)", o).group(1)) for o in outputs}
-    assert len(resumed_at) == 1 and resumed_at.pop() >= killed_at, resumed_at
+    assert resumed_at == {stopped_at}, resumed_at
     # One model on both workers: the same weights, bit for bit.
     assert weights_of(outputs[0]) == weights_of(outputs[1])
     # One set of outputs, the chief's; the other worker left nothing behind.
     assert checkpoints.numbered_checkpoints(model_dir)[0][0] == 16
     assert not [n for n in os.listdir(model_dir) if n.startswith(".workertemp")]
-    assert [r["step"] for r in summaries.read_metrics(model_dir)][-1] == 16
-    assert len({r["step"] for r in summaries.read_metrics(model_dir)}) == len(
-        summaries.read_metrics(model_dir)
-    )
+    steps = [r["step"] for r in summaries.read_metrics(model_dir)]
+    assert steps == [4, 8, 12, 16]
+    with open(tracker, encoding="utf-8") as stream:
+        assert stream.read().split() == ["4", "8", "12", "16"]
     best = json.loads((tmp_path / "best" / "best.json").read_text())
     assert best["saved_model_step"] == best["step"]
     assert (tmp_path / "best" / "saved_model" / "saved_model.pb").exists()

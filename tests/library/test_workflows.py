@@ -4,6 +4,7 @@ survive restarts, one-parameter sweeps."""
 import csv
 import json
 import os
+import re
 import time
 
 import numpy as np
@@ -57,6 +58,33 @@ def test_continuous_evaluation_beside_training_evaluates_each_checkpoint_once(
     best = json.loads((tmp_path / "best" / "best.json").read_text())
     assert best["step"] in {r["step"] for r in rows}
     assert not (model_dir / ".lock").exists() and not (model_dir / ".lock-evaluator").exists()
+
+
+def test_continuous_evaluation_beside_a_trainer_keeping_two_checkpoints_names_what_it_skips(
+    stripes_records, tmp_path
+):
+    """keep_checkpoints 2: the trainer deletes checkpoints the evaluator has not read yet
+    (or is reading): each is named and skipped, nothing is a traceback, and each checkpoint
+    is either evaluated or named."""
+    common = ["--train_steps", "30", "--save_checkpoints_steps", "2", "--keep_checkpoints", "2"]
+    trainer = start_process(*argv(stripes_records, tmp_path, "--mode", "train", *common))
+    try:
+        evaluated = run_cli(
+            *argv(stripes_records, tmp_path, "--mode", "continuous_eval", *common),
+            "--eval_timeout_secs",
+            "60",
+        )
+        trainer.communicate(timeout=240)
+    finally:
+        if trainer.poll() is None:
+            trainer.kill()
+    assert trainer.returncode == 0
+    assert evaluated.returncode == 0 and "Traceback" not in evaluated.stderr, evaluated.stderr
+    assert "evaluated the checkpoint of the final step 30: done" in evaluated.stdout
+    steps = {r["step"] for r in metrics_log.read_metrics(str(tmp_path / "model"))}
+    lines = [line for line in evaluated.stdout.splitlines() if "deleted" in line]
+    named = {int(n) for line in lines for n in re.findall(r"ckpt-(\d+)", line)}
+    assert steps | named == set(range(2, 31, 2)), (steps, named, evaluated.stdout[-2000:])
 
 
 def test_a_checkpoint_deleted_before_it_is_read_is_one_line(stripes_records, tmp_path, monkeypatch):
