@@ -1,6 +1,6 @@
 """The run state a training run keeps beside each checkpoint (``library/outputs/run_state.py``):
-the evaluations each recorder has received, the rules of patience, the best so far, the time
-account. It is read once, from the checkpoint the run restores, and written with every
+the evaluations each recorder has received, the rules of patience, the best so far. It is read
+once, from the checkpoint the run restores, and written with every
 checkpoint and after every delivery of an evaluation; nothing is rebuilt from a log."""
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ class RunState:
         self.delivered: dict[str, int] = dict(saved.get("delivered", {}))
         self.patience = None  # library.recorders.patience.Patience, when its rules are on
         self.best = None  # library.outputs.best.BestExporter, when the run keeps a best
-        self.goodput = None  # library.engine.goodput.Goodput
         self.prefix: str | None = None  # the checkpoint it is written beside
 
     def snapshot(self) -> dict[str, Any]:
@@ -35,8 +34,6 @@ class RunState:
             state["best"] = self.best.best
         elif "best" in self.saved:
             state["best"] = self.saved["best"]
-        if self.goodput is not None:
-            state["goodput"] = self.goodput.to_dict()
         return state
 
     def saved_with(self, prefix: str) -> None:

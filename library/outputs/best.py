@@ -19,6 +19,7 @@ from library.outputs.checkpoints import (
     numbered_checkpoints,
     rewrite_state,
 )
+from library.outputs import run_state
 from library.outputs.files import atomic_write_text, move_tree, remove_tree, temporary_folder
 
 BEST_JSON = "best.json"
@@ -156,7 +157,11 @@ class BestExporter:
 def _link_files(source: str, prefix: str) -> str:
     """Hard-links (or, across file systems, copies) the files of checkpoint ``source`` as
     ``prefix``, the index last (it marks a complete checkpoint); returns ``prefix``."""
-    suffixes = [path[len(source) :] for path in tf.io.gfile.glob(f"{source}.*")]
+    suffixes = [
+        path[len(source) :]
+        for path in tf.io.gfile.glob(f"{source}.*")
+        if not path.endswith(run_state.SUFFIX)  # the run's state, not the weights'
+    ]
     for suffix in sorted(suffixes, key=lambda s: s == ".index"):
         temporary = f"{prefix}{suffix}.tmp-{os.getpid()}"
         try:
