@@ -2,7 +2,7 @@
 
 ``ckpt-N.state.json`` holds, for the checkpoint ``ckpt-N``, the state of the rules of patience
 (plateau, early stopping), the best value so far, the evaluations each recorder has received
-(keyed by step) and the time account. It is written when the checkpoint is saved and again
+(keyed by step). It is written when the checkpoint is saved and again
 after each recorder receives the evaluation of that step, atomically, so a run killed at any
 line resumes with exactly the state of the checkpoint it restores: each recorder gets what it
 missed, never anything twice. Files written for people (``metrics.jsonl``, CSV, PNG) are
