@@ -24,10 +24,25 @@ from library.engine import distribute, steps
 
 # The pipeline is called input-bound when it delivers less than this share of the step's rate.
 INPUT_BOUND_RATIO = 0.8
+# A step faster than this alone (a small MLP's) is too short for its input to matter: the
+# fixed costs of each step and batch dominate, whatever feeds it.
+MATTERS_STEPS_PER_SEC = 500.0
 MEASURE_SECS = 1.0
 STAGE_SECS = 0.5
 # Transformations that only reorder, buffer or pair elements: never a stage of their own.
-NOT_STAGES = ("Prefetch", "Shuffle", "Repeat", "Zip", "Options", "Model", "MaxIntraOpParallelism", "PrivateThreadPool", "Take", "Skip", "Cache")  # fmt: skip
+NOT_STAGES = (
+    "Prefetch",
+    "Shuffle",
+    "Repeat",
+    "Zip",
+    "Options",
+    "Model",
+    "MaxIntraOpParallelism",
+    "PrivateThreadPool",
+    "Take",
+    "Skip",
+    "Cache",
+)
 
 
 @dataclass(frozen=True)
@@ -40,7 +55,10 @@ class Verdict:
 
     @property
     def input_bound(self) -> bool:
-        return self.pipeline_batches_per_sec < INPUT_BOUND_RATIO * self.step_per_sec
+        return (
+            self.pipeline_batches_per_sec < INPUT_BOUND_RATIO * self.step_per_sec
+            and self.step_per_sec < MATTERS_STEPS_PER_SEC
+        )
 
     def line(self, training_steps_per_sec: float) -> str | None:
         if not self.input_bound:

@@ -60,6 +60,20 @@ def _multi_worker(timeout_secs: float) -> tf.distribute.Strategy:
     )
 
 
+def cpu_computes_bfloat16(cpuinfo: str | None = None) -> bool:
+    """Whether this machine's CPU has bfloat16 instructions (AVX512-BF16 or AMX); True when
+    it cannot be told (not Linux). ``cpuinfo``: the text of /proc/cpuinfo."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as stream:
+                cpuinfo = stream.read()
+        except OSError:
+            return True
+    lines = re.findall(r"^flags\s*:(.*)$", cpuinfo, re.M)
+    flags = set(lines[0].split()) if lines else set()
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
 def task(strategy: tf.distribute.Strategy) -> tuple[str | None, int]:
     """``(task_type, task_id)`` of this process in its cluster; ``(None, 0)`` alone."""
     resolver = getattr(strategy, "cluster_resolver", None)

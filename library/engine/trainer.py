@@ -115,6 +115,13 @@ def create_trainer(
         checkpoints.CheckpointError: checkpoints exist and none restores.
     """
     keras.utils.set_random_seed(params.random_seed)
+    if params.mixed_precision == "mixed_bfloat16" and not _accelerators():
+        if not distribute.cpu_computes_bfloat16():
+            say(
+                "note: mixed_bfloat16 on this CPU, which has no bfloat16 instructions "
+                "(AVX512-BF16 or AMX), is emulated and slower than float32: mixed_precision "
+                "none is faster here"
+            )
     if params.deterministic:  # for the whole process: no op may choose its order
         tf.config.experimental.enable_op_determinism()
     with strategy.scope(), precision(params.mixed_precision):
@@ -227,6 +234,11 @@ def create_trainer(
         trainer.run_state = RunState(run_state_file.read(restored))
         trainer.run_state.prefix = restored if restore_dir in (None, params.model_dir) else None
     return trainer
+
+
+def _accelerators() -> bool:
+    """Whether this machine has GPUs or TPUs (where bfloat16 is native)."""
+    return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
 
 
 def seed_states(model: keras.Model) -> list:

@@ -374,3 +374,26 @@ def test_pipeline_stages_are_named_by_their_job(stripes_records):
     files = sorted(str(p) for p in stripes_records.glob("train-*.tfrecord"))
     dataset = tf.data.TFRecordDataset(files).shuffle(8).repeat().batch(4).map(parse).prefetch(1)
     assert [name for name, _ in stages_of(dataset)] == ["read (TFRecord)", "batch", "map parse"]
+
+
+def test_no_input_verdict_for_a_step_too_short_to_matter_and_a_bfloat16_note_where_emulated():
+    from library.engine import bottleneck
+
+    assert bottleneck.Verdict(10.0, 100.0).line(50.0) is not None  # a real model's step
+    # A small MLP: thousands of steps a second alone; its input is no bottleneck worth a line.
+    assert bottleneck.Verdict(400.0, 4000.0).line(300.0) is None
+    avx2 = "processor\t: 0\nflags\t\t: fpu sse avx2 fma\n"
+    assert not distribute.cpu_computes_bfloat16(avx2)
+    assert distribute.cpu_computes_bfloat16(avx2.replace("fma", "fma avx512_bf16"))
+    assert distribute.cpu_computes_bfloat16(avx2.replace("fma", "amx_bf16"))
+
+
+def test_mixed_bfloat16_on_a_cpu_without_its_instructions_is_said_at_the_start(
+    stripes_records, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(distribute, "cpu_computes_bfloat16", lambda: False)
+    command = argv(stripes_records, tmp_path, "--train_steps", "2", "--mixed_precision", "mixed_bfloat16")  # fmt: skip
+    result = run_cli(*command)
+    assert result.returncode == 0, result.stderr
+    notes = [line for line in result.stdout.splitlines() if "mixed_bfloat16 on this CPU" in line]
+    assert len(notes) == 1 and "mixed_precision none is faster here" in notes[0]
