@@ -115,13 +115,13 @@ def create_trainer(
         checkpoints.CheckpointError: checkpoints exist and none restores.
     """
     keras.utils.set_random_seed(params.random_seed)
-    if params.mixed_precision == "mixed_bfloat16" and not _accelerators():
-        if not distribute.cpu_computes_bfloat16():
-            say(
-                "note: mixed_bfloat16 on this CPU, which has no bfloat16 instructions "
-                "(AVX512-BF16 or AMX), is emulated and slower than float32: mixed_precision "
-                "none is faster here"
-            )
+    emulated = not _accelerators() and not distribute.cpu_computes_bfloat16()
+    if params.mixed_precision == "mixed_bfloat16" and emulated:
+        say(
+            "note: mixed_bfloat16 on this CPU, which has no bfloat16 instructions "
+            "(AVX512-BF16 or AMX), is emulated and slower than float32: mixed_precision "
+            "none is faster here"
+        )
     if params.deterministic:  # for the whole process: no op may choose its order
         tf.config.experimental.enable_op_determinism()
     with strategy.scope(), precision(params.mixed_precision):
