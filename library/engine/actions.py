@@ -164,6 +164,10 @@ class Evaluate(Action):
             train_terms,
             learning_rate,
         )
+        # Given again after a kill, it reaches recorders after the one that keeps the best
+        # (and says whether it is one): the run state knows.
+        best = self.trainer.run_state.best
+        evaluation.is_best = bool(best and best.best and best.best["step"] == step)
         self.recorders.on_evaluation(evaluation)
         if self.trainer.goodput is not None:
             self.trainer.goodput.add("evaluations", time.perf_counter() - started)

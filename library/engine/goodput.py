@@ -93,7 +93,7 @@ class Goodput:
             return
         self.heartbeat = {"step": step, "time": now}
         account = {**self.to_dict(), "ended": ended}
-        atomic_write_text(self.path, json.dumps(account, indent=1) + "\n")
+        atomic_write_text(self.path, json.dumps(account, indent=1) + "\n", durable=ended)
 
     def close(self, step: int, ended: bool) -> None:
         """At the end of this start (at ``step``): the time no part counted (logging, the

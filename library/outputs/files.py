@@ -19,13 +19,17 @@ def is_remote(path: str) -> bool:
     return "://" in path and not path.startswith("file://")
 
 
-def atomic_write_text(path: str, text: str) -> None:
+def atomic_write_text(path: str, text: str, durable: bool = True) -> None:
     """Writes ``text`` to a temporary name beside ``path``, then renames it into place."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+    atomic_write_bytes(path, text.encode("utf-8"), durable)
 
 
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Writes ``data`` to a temporary name beside ``path``, then renames it into place."""
+def atomic_write_bytes(path: str, data: bytes, durable: bool = True) -> None:
+    """Writes ``data`` to a temporary name beside ``path``, then renames it into place.
+
+    ``durable`` False skips the fsync: the file survives the process being killed (the
+    kernel holds it), not the machine losing power; for what is rewritten often, on the
+    training step's path (the run state after each delivery, the heartbeat)."""
     temporary = f"{path}.tmp-{os.getpid()}"
     if is_remote(path):
         import tensorflow as tf
@@ -38,8 +42,9 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(temporary, "wb") as stream:
         stream.write(data)
-        stream.flush()
-        os.fsync(stream.fileno())
+        if durable:
+            stream.flush()
+            os.fsync(stream.fileno())
     os.replace(temporary, path)
 
 

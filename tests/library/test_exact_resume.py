@@ -57,7 +57,7 @@ class KillMidDelivery(Recorder):
 class Tracker(Recorder):
     def on_evaluation(self, evaluation):
         with open(os.path.join(folder, "tracker.txt"), "a") as stream:
-            stream.write(f"{{evaluation.step}}\n")
+            stream.write(f"{{evaluation.step}}:{{evaluation.is_best}}\n")
 
 hooks = [KillAfterStep(), KillMidDelivery(), CSVLogger(), Tracker()]
 sys.exit(main(sys.argv[4:], variant(classifier, callbacks_fn=lambda params: hooks)))
@@ -114,7 +114,10 @@ def test_a_run_killed_at_random_steps_ends_bit_identical_and_recorders_get_each_
     assert [r["step"] for r in rows] == [4, 8, 12, 16]
     # Each recorder got each evaluation once, the one killed in the middle included.
     with open(killed / "tracker.txt", encoding="utf-8") as stream:
-        assert stream.read().split() == ["4", "8", "12", "16"]
+        tracked = stream.read().split()
+    assert [line.split(":")[0] for line in tracked] == ["4", "8", "12", "16"]
+    with open(straight / "tracker.txt", encoding="utf-8") as stream:
+        assert tracked == stream.read().split()  # and whether each was a new best
     with open(killed / "model" / "metrics.csv", encoding="utf-8") as stream:
         table = list(csv.DictReader(stream))
     assert [int(r["step"]) for r in table] == [4, 8, 12, 16]
