@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help requirements data demo train lint format docs test bench clean
+.PHONY: help requirements data demo train lint format docs layers test bench clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z_-]+:.*## / {printf "  make %-13s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -33,6 +33,9 @@ lint: $(STAMP) ## ruff check and ruff format --check
 format: $(STAMP) ## ruff format and fix what ruff can
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
+
+layers: $(STAMP) ## the library's layers and the picture of its imports (no arrow up)
+	$(PY) tools/layers.py
 
 docs: $(STAMP) ## regenerate the configuration reference from the schemas
 	$(PY) -m library.config.reference project docs/configuration.md

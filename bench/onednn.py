@@ -22,7 +22,7 @@ CASES = {
 
 
 def child(case: str, steps: int) -> None:
-    from library.cli.quiet import import_tensorflow
+    from library.base.quiet import import_tensorflow
 
     tf = import_tensorflow()
     import keras

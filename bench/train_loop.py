@@ -18,7 +18,7 @@ import time
 
 from common import machine
 
-from library.cli.quiet import import_tensorflow
+from library.base.quiet import import_tensorflow
 from library.config import default_params
 
 tf = import_tensorflow()
@@ -28,6 +28,7 @@ import project  # noqa: E402
 from library.contract import project_functions  # noqa: E402
 from library.engine import actions, schedule, trainer  # noqa: E402
 from library.engine.estimator import Estimator, EvalSpec, TrainSpec, train_and_evaluate  # noqa: E402
+from library.monitor import bottleneck  # noqa: E402
 from library.recorders import best, console, metrics_log, plots, summaries  # noqa: E402
 from library.vision import figures  # noqa: E402
 from project import losses, model, optimizers  # noqa: E402
@@ -90,7 +91,7 @@ def recorded_rates(model_dir, tag="steps_per_sec"):
     return [v for _, v in sorted(values)]
 
 
-def estimator_rate(work, case, data, steps, spe, periods=6):
+def estimator_rate(work, case, data, steps, spe, periods=6, **overrides):
     """Steps/s as the Estimator itself measures and records it, first (tracing) period dropped.
 
     The median period of each run, the best of ``ROUNDS`` runs.
@@ -98,8 +99,11 @@ def estimator_rate(work, case, data, steps, spe, periods=6):
     log_every = max(spe, steps // periods // spe * spe)
     best = 0.0
     for attempt in range(ROUNDS):
-        name = f"est-{case['encoder']}-{spe}-{attempt}"
-        params = make_params(work, name, case, steps_per_execution=spe, log_steps=log_every)
+        extra = "-".join(f"{k}={v}" for k, v in sorted(overrides.items()))
+        name = f"est-{case['encoder']}-{spe}-{attempt}{extra}"
+        params = make_params(
+            work, name, case, steps_per_execution=spe, log_steps=log_every, **overrides
+        )
         estimator_for(params, 10**9).train(dataset_fn(*data), log_every * (periods + 1))
         rates = recorded_rates(params.model_dir)[1:]
         best = max(best, sorted(rates)[len(rates) // 2])
@@ -181,9 +185,14 @@ def timed_actions():
         setattr(cls, calls[cls], timing(cls.__name__, call))
         if finish is not None:
             cls.finish = timing(f"{cls.__name__}.finish", finish)
+    # The input check, once per run inside a LogProgress call: a diagnostic, not work after
+    # evaluations.
+    measure = bottleneck.measure
+    bottleneck.measure = lambda *args: timing("InputCheck", lambda _, *a: measure(*a))(None, *args)
     try:
         yield timings
     finally:
+        bottleneck.measure = measure
         for cls, (call, finish) in saved.items():
             setattr(cls, calls[cls], call)
             if finish is not None:
@@ -246,7 +255,8 @@ def waited_for(timings, run_seconds):
     step's weights (the evaluation passes and PreciseBN's passes), which cannot run beside
     the step, and the rest, the work after evaluations; and the wait at the end of the run
     for the background work of the last evaluation (the actions' ``finish``)."""
-    during = sum(sum(v) for k, v in timings.items() if k in MAIN_THREAD)
+    check = sum(timings.get("InputCheck", []))
+    during = sum(sum(v) for k, v in timings.items() if k in MAIN_THREAD) - check
     end = sum(sum(timings.get(f"{k}.finish", [])) for k in MAIN_THREAD)  # recorders' inside
     passes = sum(timings["Evaluate"]) - sum(sum(timings.get(k, [])) for k in RECORDERS)
     computation = passes + sum(timings["_StatisticsRefresher"])
@@ -255,6 +265,7 @@ def waited_for(timings, run_seconds):
         "waited_computation": computation / run_seconds,
         "waited_work": (during - computation) / run_seconds,
         "waited_end": end / run_seconds,
+        "input_check": check,
     }
 
 
@@ -284,6 +295,7 @@ def main():
         ),
     }
     print(f"machine: {machine()}")
+    default_rates = {}
     with tempfile.TemporaryDirectory() as work:
         for name, (case, steps) in [] if args.overhead_only else cases.items():
             data = in_memory(case["image_size"], 1024)
@@ -291,6 +303,7 @@ def main():
             fit = fit_rate(work, case, data, steps)
             ours = estimator_rate(work, case, data, steps, spe=1)
             ours_spe = estimator_rate(work, case, data, steps, spe=10)
+            default_rates[name] = (ours, data, steps)
             print(
                 f"{name}: Estimator {ours:.2f} steps/s (steps_per_execution 10: {ours_spe:.2f}), "
                 f"hand loop {hand:.2f}, fit {fit:.2f}"
@@ -324,12 +337,23 @@ def main():
             f"checkpoint; target <= 1%) and {100 * cost['waited_computation']:.2f}% for "
             "computation with its weights (evaluation and PreciseBN passes, their first "
             f"tracing included); the run waited {100 * cost['waited_end']:.2f}% at its end for "
-            "the last evaluation's background work (best SavedModel, figures, summaries)"
+            "the last evaluation's background work (best SavedModel, figures, summaries); the "
+            f"input check, once a run, took {cost['input_check']:.2f} s"
         )
         print(
             "  median seconds per call: "
             + ", ".join(f"{k} {v:.3f}" for k, v in sorted(cost["breakdown"].items()))
         )
+        if "small_cnn 32px" in default_rates:  # last: op determinism holds for the process
+            ours, data, steps = default_rates["small_cnn 32px"]
+            exact = estimator_rate(
+                work, cases["small_cnn 32px"][0], data, steps, spe=1, deterministic=True
+            )
+            print(
+                f"small_cnn 32px, deterministic: true: Estimator {exact:.2f} steps/s, "
+                f"{exact / ours:.2f} of the default (in-memory input: the ops' cost alone; "
+                "bench/input_pipeline.py has the input's)"
+            )
 
 
 if __name__ == "__main__":

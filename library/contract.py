@@ -78,9 +78,12 @@ attribute access). Its keys are the library's run options and what the project d
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
+
+from library.base.errors import ProjectError
 
 
 class ModeKeys:
@@ -139,10 +142,6 @@ class Functions:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
-class ProjectError(Exception):
-    """A project package that does not declare what the contract asks: one line."""
-
-
 def project_functions(project: ModuleType) -> Functions:
     """The functions a project package declares (its ``load_functions()``), checked."""
     declare = getattr(project, "load_functions", None)
@@ -155,6 +154,14 @@ def project_functions(project: ModuleType) -> Functions:
         return Functions.from_mapping(declare())
     except TypeError as error:
         raise ProjectError(f"{project.__name__}.load_functions(): {error}") from None
+
+
+def call_input_fn(input_fn: Callable, input_context=None):
+    """Calls an Estimator input function (of an optional ``tf.distribute.InputContext``)
+    with the input context when it takes one; its dataset."""
+    if inspect.signature(input_fn).parameters:
+        return input_fn(input_context)
+    return input_fn()
 
 
 def model_inputs(model, features):

@@ -5,6 +5,7 @@ them)."""
 import ast
 import os
 import re
+import sys
 
 import yaml
 
@@ -44,6 +45,16 @@ def imported_modules(folder):
                     yield from ((path, alias.name) for alias in node.names)
                 elif isinstance(node, ast.ImportFrom) and node.module:
                     yield path, node.module
+
+
+def test_every_arrow_of_the_library_points_down():
+    """The layers tools/layers.py declares: no package imports one above its own."""
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import layers
+
+    found = layers.imports()
+    assert set(found) | {"base"} <= set(layers.RANK), "a package of library/ in no layer"
+    assert layers.arrows_up(found) == []
 
 
 def test_library_never_imports_project():

@@ -8,10 +8,10 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
+from library.base.errors import UserError
 from library.config import TRAINING_MODES, ConfigError, resolve, to_yaml
-from library.contract import ProjectError, project_functions
-from library.search.space import parse_space
-from library.search.sweep import parse_sweep
+from library.contract import project_functions
+from library.search.space import parse_space, parse_sweep
 
 
 def main(argv: Sequence[str], project: ModuleType, prog: str = "run.py") -> int:
@@ -93,7 +93,7 @@ def main(argv: Sequence[str], project: ModuleType, prog: str = "run.py") -> int:
             key, values = sweep[0], sweep[1]
             runs = [params.replace(**{key: value}) for value in values]
         _choose_onednn(runs, getattr(project, "onednn_off", None), prog)
-    from library.cli.quiet import import_tensorflow
+    from library.base.quiet import import_tensorflow
 
     # Deferred until the configuration is valid: it takes seconds.
     import_tensorflow(probe_devices=params.distribution != "multi_worker")
@@ -103,10 +103,8 @@ def main(argv: Sequence[str], project: ModuleType, prog: str = "run.py") -> int:
         functions = project_functions(project)
         if sweep is not None:
             return modes.run_sweep(params, functions, *sweep, sweep_all=args.sweep_all)
-        if args.mode == "search":
-            return modes.run_search(params, functions)
         return modes.run_mode(args.mode, params, functions)
-    except (modes.UsageError, ProjectError) as error:
+    except UserError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -10,32 +10,18 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
+from library.base.errors import CompileError, DivergedError, Interrupted, UserError
 from library.cli import predict
-from library.config import Params
-from library.contract import Functions, ModeKeys, ProjectError
+from library.config import MODES, Params
+from library.contract import Functions, ModeKeys, call_input_fn
 from library.data import diagnose, files, records
 from library.data import service as data_service
-from library.data.service import DataServiceError, check_reachable
+from library.data.service import check_reachable
 from library.engine import actions, distribute, schedule, steps
-from library.engine.estimator import (
-    DivergedError,
-    Estimator,
-    EvalSpec,
-    Interrupted,
-    TrainSpec,
-    train_and_evaluate,
-)
-from library.outputs.checkpoints import CheckpointError
-from library.outputs.export import ExportError
-from library.outputs.lock import LockError
-from library.search import sweep
+from library.engine.estimator import Estimator, EvalSpec, TrainSpec, train_and_evaluate
 from library.transfer import hub, names
 
 DATA_ERRORS = (tf.errors.DataLossError, tf.errors.InvalidArgumentError)
-
-
-class UsageError(Exception):
-    """Bad input (files, checkpoints): one line, exit status 2."""
 
 
 def run_mode(mode: str, params: Params, functions: Functions) -> int:
@@ -47,31 +33,19 @@ def run_mode(mode: str, params: Params, functions: Functions) -> int:
         mode: one of ``library.config.MODES``.
         params: the resolved configuration.
         functions: the project's functions (``library/contract.py``).
+
+    Raises:
+        UserError: bad input, or a request that cannot be done as asked (one line, status 2).
     """
     try:
         return _MODES[mode](params, functions)
-    except (
-        files.InputError,
-        records.RecordError,
-        schedule.PlanError,
-        CheckpointError,
-        ExportError,
-        LockError,
-        names.TransferError,
-        hub.HubError,
-        distribute.StrategyError,
-        DataServiceError,
-        ProjectError,
-        steps.CompileError,
-    ) as error:
-        raise UsageError(str(error)) from None
     except DivergedError as error:
         print(f"run.py: error: {error}", file=sys.stderr)
         return 1
     except tf.errors.OpError as error:
         uncompiled = params.xla and steps.xla_problem(error)
         if uncompiled:
-            raise UsageError(uncompiled) from None
+            raise CompileError(uncompiled) from None
         lost = params.data_service_address and data_service.failure_line(
             error, params.data_service_address, params.model_dir
         )
@@ -103,8 +77,11 @@ def run_sweep(
     geometric: bool,
     sweep_all: bool = False,
 ) -> int:
-    """Trains and evaluates each value of ``key`` in turn (``library/search/sweep.py``)."""
+    """Trains and evaluates each value of ``key`` in turn, on Optuna
+    (``library.search.study.run_sweep``)."""
     import keras
+
+    from library.search import study
 
     def train(value_params: Params) -> int:
         try:
@@ -112,7 +89,7 @@ def run_sweep(
         finally:
             keras.backend.clear_session()  # the next value starts with a clean slate
 
-    return sweep.run_sweep(params, key, values, train, sweep_all, geometric)
+    return study.run_sweep(params, key, values, geometric, train, sweep_all=sweep_all)
 
 
 def run_search(params: Params, functions: Functions) -> int:
@@ -228,7 +205,7 @@ def _train(params: Params, functions: Functions, evaluate: bool) -> int:
     )
     try:
         if evaluate:  # built once now: files that do not suit it are named before training
-            distribute.call_input_fn(eval_spec.input_fn)
+            call_input_fn(eval_spec.input_fn)
         if evaluate:
             train_and_evaluate(estimator, train_spec, eval_spec)
         else:
@@ -319,7 +296,7 @@ def _continuous_eval(params: Params, functions: Functions) -> int:
 
 def _predict(params: Params, functions: Functions) -> int:
     if not params.predict_files:
-        raise UsageError("--mode predict needs --predict_files (a glob, a folder or a comma list)")
+        raise UserError("--mode predict needs --predict_files (a glob, a folder or a comma list)")
     paths = files.expand_files(params.predict_files, recursive=params.predict_recursive)
     estimator = build_estimator(params, functions, data_from=params.checkpoint)
     prefix = estimator.resolve_checkpoint(estimator.params.checkpoint)
@@ -364,6 +341,7 @@ def _inspect(params: Params, functions: Functions) -> int:
 
 
 _MODES = {
+    "search": run_search,
     "train_and_evaluate": lambda params, functions: _train(params, functions, evaluate=True),
     "train": lambda params, functions: _train(params, functions, evaluate=False),
     "evaluate": _evaluate,
@@ -373,3 +351,6 @@ _MODES = {
     "export_encoder": _export_encoder,
     "inspect": _inspect,
 }
+# The one table of what each mode does; config.MODES names them for --mode before
+# TensorFlow loads.
+assert set(_MODES) == set(MODES), "config.MODES and the modes' table differ"

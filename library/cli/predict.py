@@ -27,10 +27,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
+from library.base import files as run_files
+from library.base.errors import first_line
 from library.contract import Functions
 from library.data import readers
 from library.data.files import InputError
-from library.outputs import files as run_files
 from library.outputs.export import ExportError, predict_function, serving_specs
 
 DATA_ERRORS = (tf.errors.DataLossError, tf.errors.InvalidArgumentError)
@@ -150,7 +151,7 @@ class PredictionsWriter:
     name beside ``path`` until ``close`` renames it into place; what a cell cannot hold goes
     to files in a temporary folder that becomes ``predictions_folder(path)``.
 
-    Everything goes through ``tf.io.gfile`` (``library.outputs.files``): remote paths work.
+    Everything goes through ``tf.io.gfile`` (``library.base.files``): remote paths work.
     """
 
     def __init__(self, path: str):
@@ -362,23 +363,9 @@ def _predicted(
         try:
             yield run([row])
         except DATA_ERRORS as error:
-            reason = _cause(error.message)
+            reason = first_line(error)
             print(f"skipped {row[0]}: TensorFlow cannot read it ({reason})", file=sys.stderr)
             counts["skipped"] += 1
-
-
-def _cause(message: str) -> str:
-    """The line of TensorFlow's error that says what went wrong: in a tf.function's error
-    the first says "Graph execution error:", then come where it was defined and the node."""
-    lines = [text.strip() for text in message.strip().splitlines() if text.strip()]
-    said = [
-        text
-        for text in lines
-        if text != "Graph execution error:"
-        and not text.startswith(("Detected at node", "File ", "[["))
-    ]
-    cause = said[-1] if said else (lines[0] if lines else "")
-    return cause if len(cause) <= 200 else cause[:197] + "..."
 
 
 def line(row: Mapping[str, object]) -> str:

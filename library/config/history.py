@@ -10,10 +10,10 @@ from typing import Any
 
 import yaml
 
+from library.base.files import atomic_write_text, exists, read_text, remove
 from library.config.params import Params
 from library.config.schema import HYPERPARAMETERS, PROJECT, ConfigError
 from library.config.sets import dump_yaml, load_sets
-from library.outputs.files import atomic_write_text, exists, read_text, remove
 
 
 def to_yaml(params: Params) -> str:

@@ -13,9 +13,9 @@ import os
 import sys
 from collections.abc import Sequence
 
+from library.base.files import atomic_write_text
 from library.config.params import Schema
 from library.config.schema import HYPERPARAMETERS, PROJECT, Field, constraint, plain
-from library.outputs.files import atomic_write_text
 
 START, END = "<!-- config-reference:start -->\n", "<!-- config-reference:end -->"
 

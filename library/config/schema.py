@@ -14,12 +14,10 @@ from typing import Any
 
 import yaml
 
+from library.base.errors import ConfigError
+
 PROJECT = "project"
 HYPERPARAMETERS = "hyperparameters"
-
-
-class ConfigError(Exception):
-    """A configuration problem, reported as one line and exit status 2."""
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ from typing import Any
 
 import yaml
 
+from library.base.errors import first_line
+from library.base.files import read_text
 from library.config.schema import ConfigError, StrictLoader
-from library.outputs.files import read_text
 
 
 class _Dumper(yaml.SafeDumper):
@@ -35,7 +36,7 @@ def load_sets(path: str) -> dict[str, dict[str, Any]]:
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        problem = getattr(error, "problem", None) or first_line(error)
         if "could not determine a constructor" in problem:
             problem += " (unsafe or unknown YAML tag: only plain YAML is allowed)"
         raise ConfigError(f"{path}{line}: {problem}") from None

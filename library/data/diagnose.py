@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from library.base.errors import first_line
 from library.data.files import match_files
 from library.data.records import manifest_counts
 
@@ -19,7 +20,7 @@ def scan_shard(path: str) -> tuple[int, str]:
         except StopIteration:
             return count, ""
         except tf.errors.OpError as error:
-            return count, error.message.splitlines()[0]
+            return count, first_line(error)
         count += 1
 
 

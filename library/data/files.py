@@ -10,9 +10,7 @@ import os
 
 import tensorflow as tf
 
-
-class InputError(Exception):
-    """A problem with the input files, reported as one line naming the file."""
+from library.base.errors import InputError
 
 
 def match_files(file_pattern: str) -> list[str]:

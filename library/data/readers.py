@@ -27,6 +27,7 @@ from collections.abc import Iterable, Iterator, Mapping
 import numpy as np
 import tensorflow as tf
 
+from library.base.errors import first_line
 from library.data.records import MANIFEST_SUFFIX
 
 Row = tuple[str, "dict[str, np.ndarray] | str"]
@@ -152,7 +153,7 @@ def read_tfrecord(path: str, inputs: Mapping[str, tf.TensorSpec]) -> Iterator[Ro
             feature = tf.train.Example.FromString(serialized.numpy()).features.feature
             yield f"{path}#{index}", _row(lambda name, f=feature: _feature(f, name), inputs)
     except tf.errors.OpError as error:
-        yield path, f"cannot read the rest ({error.message.strip().splitlines()[0]})"
+        yield path, f"cannot read the rest ({first_line(error)})"
 
 
 def _feature(features, name: str):
@@ -193,6 +194,5 @@ def guarded(path: str, rows: Iterable[Row]) -> Iterator[Row]:
             read += 1
             yield row
     except (OSError, tf.errors.OpError) as error:
-        message = error.message if isinstance(error, tf.errors.OpError) else str(error)
-        reason = message.strip().splitlines()[0] if message.strip() else type(error).__name__
+        reason = first_line(error)
         yield path, f"cannot read {'the rest' if read else 'it'} ({reason})"

@@ -18,14 +18,11 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from library.base.errors import RecordError, first_line
+from library.base.files import remove_tree
 from library.data.files import InputError, looks_like_tfrecord, match_files
-from library.outputs.files import remove_tree
 
 MANIFEST_SUFFIX = ".manifest.json"
-
-
-class RecordError(Exception):
-    """Records cannot be written as asked (they exist, the folder is not writable)."""
 
 
 def feature(value: Any) -> tf.train.Feature:
@@ -111,7 +108,7 @@ class RecordWriter:
     def close(self, extra_files: Mapping[str, str] | None = None, **manifest: Any) -> dict:
         """Publishes the shards, then ``extra_files`` (``{name: text}``, e.g. a labels file),
         then the manifest (``manifest`` adds keys to it); returns the manifest."""
-        from library.outputs.files import atomic_write_text
+        from library.base.files import atomic_write_text
 
         for writer in self.writers:
             writer.close()
@@ -184,7 +181,7 @@ def count_records(file_pattern: str, read_shards: bool = True) -> int | None:
             total += int(tf.data.TFRecordDataset(path).reduce(0, lambda n, _: n + 1))
         except tf.errors.DataLossError as error:
             raise InputError(
-                f"{path}: corrupt or truncated shard ({error.message.splitlines()[0]}); "
+                f"{path}: corrupt or truncated shard ({first_line(error)}); "
                 "re-create it, or set skip_corrupt_records: true to skip the damaged rest"
             ) from None
     return total

@@ -11,8 +11,8 @@ from collections.abc import Callable
 import tensorflow as tf
 
 from library.engine import distribute
-from library.engine.progress import Progress
 from library.engine.schedule import Plan
+from library.monitor.progress import Progress
 from library.recorders.base import Action, Recorders
 
 
@@ -20,7 +20,7 @@ class LogProgress(Action):
     """Train loss (and its terms), learning rate, gradient and parameter norms, throughput and
     the share of time spent waiting for input: the log line, TensorBoard (``train/``) and the
     recorders. At the second log (the first fills the pipeline and traces the step) the input
-    is checked once (``library/engine/bottleneck.py``), and an input-bound run is told so; where
+    is checked once (``library/monitor/bottleneck.py``), and an input-bound run is told so; where
     it cannot be measured alone (several replicas, the tf.data service), a step that waited
     for input more than half the time warns instead."""
 

@@ -7,19 +7,15 @@ no GPU) all of this is a plain call.
 
 from __future__ import annotations
 
-import inspect
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 
 import tensorflow as tf
 
-from library.contract import ProjectError
+from library.base.errors import ProjectError, StrategyError
+from library.contract import call_input_fn
 from library.data import service as data_service
-
-
-class StrategyError(Exception):
-    """The strategy asked for cannot be created here (no TF_CONFIG, no TPU, ...)."""
 
 
 def create_strategy(params: Mapping | None = None) -> tf.distribute.Strategy:
@@ -136,13 +132,6 @@ def worker_dir(model_dir: str, strategy: tf.distribute.Strategy) -> str:
     (its checkpoints, its summaries): a folder of its own, removed when it ends."""
     task_type, task_id = task(strategy)
     return os.path.join(model_dir, f".workertemp_{task_type}_{task_id}")
-
-
-def call_input_fn(input_fn: Callable, input_context=None) -> tf.data.Dataset:
-    """Calls an Estimator input function with the input context when it takes one."""
-    if inspect.signature(input_fn).parameters:
-        return input_fn(input_context)
-    return input_fn()
 
 
 def model_features(dataset: tf.data.Dataset, names: Sequence[str] | None) -> tf.data.Dataset:

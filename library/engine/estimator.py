@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -17,19 +18,19 @@ import keras
 import tensorflow as tf
 
 from library import config
+from library.base.files import atomic_write_text, remove_tree
 from library.contract import Functions
 from library.engine import actions, distribute
 from library.engine.evaluator import Evaluator, evaluate_continuously
-from library.engine.goodput import Goodput
-from library.engine.loop import DivergedError, Interrupted, StopRequest, run_loop
-from library.engine.progress import Progress
+from library.engine.loop import StopRequest, run_loop
 from library.engine.run_state import RunState
 from library.engine.schedule import Plan
 from library.engine.trainer import Trainer, create_trainer
+from library.monitor.goodput import Goodput
+from library.monitor.progress import Progress
 from library.outputs import checkpoints, decided, export, provenance
 from library.outputs import run_state as run_state_file
 from library.outputs.best import BestExporter
-from library.outputs.files import atomic_write_text, remove_tree
 from library.outputs.lock import FolderLock
 from library.recorders.base import Action, Recorder, Recorders, Run
 from library.recorders.best import KeepBest
@@ -40,14 +41,7 @@ from library.recorders.patience import ApplyPatience, Patience
 from library.recorders.plots import DrawPlots
 from library.recorders.summaries import Summaries, WriteEvalSummaries
 
-__all__ = [
-    "DivergedError",
-    "Estimator",
-    "EvalSpec",
-    "Interrupted",
-    "TrainSpec",
-    "train_and_evaluate",
-]
+__all__ = ["Estimator", "EvalSpec", "TrainSpec", "train_and_evaluate"]
 
 InputFn = Callable[..., tf.data.Dataset]  # of an optional tf.distribute.InputContext
 EVALUATOR = "evaluator"  # the continuous evaluator's run state: evaluator.state.json
@@ -105,6 +99,7 @@ class Estimator:
         self.functions = Functions.from_mapping(
             {"model_fn": model_fn, "loss_fn": loss_fn, "optimizer_fn": optimizer_fn, **functions}
         )
+        self.started = time.time()  # the goodput account's start-up counts from here
         self.params, self.data_decided = self._prepare(params, data_from)
         self.plan = plan
         self.strategy = strategy or distribute.create_strategy(self.params)
@@ -162,11 +157,11 @@ class Estimator:
                 try:
                     trainer = self._start(input_fn, params)
                     resumed = trainer.step if trainer.restored else None
-                    trainer.goodput = Goodput(params.model_dir, resumed)
+                    trainer.goodput = Goodput(params.model_dir, resumed, self.started)
                     progress = Progress(
                         params.progress,
                         max_steps,
-                        trainer.plan,
+                        trainer.plan.epoch,
                         params.train_batch_size,
                         trainer.step,
                     )

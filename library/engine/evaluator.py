@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from library.base.errors import first_line
 from library.config import Params
 from library.contract import Functions, model_feature_names
 from library.engine import distribute, steps
@@ -172,7 +173,7 @@ class Evaluator:
         try:
             checkpoints.restore_from(tf.train.Checkpoint(model=model), prefix)
         except (AssertionError, ValueError, tf.errors.OpError) as error:
-            reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+            reason = first_line(error)
             raise checkpoints.CheckpointError(
                 f"{prefix}: does not hold this model's weights ({reason}); was it trained "
                 "with another model or other hyperparameters? (its folder's "

@@ -13,24 +13,11 @@ import signal
 import threading
 from collections.abc import Callable, Sequence
 
+from library.base.errors import DivergedError, Interrupted
 from library.engine import distribute, schedule
-from library.engine.progress import Progress
 from library.engine.trainer import Trainer
+from library.monitor.progress import Progress
 from library.recorders.base import Action
-
-
-class DivergedError(Exception):
-    """The loss stayed NaN/Inf for ``max_nonfinite_steps`` steps in a row."""
-
-
-class Interrupted(Exception):  # noqa: N818 - a way out, like KeyboardInterrupt
-    """A stop signal ended training; a checkpoint holds the step reached. ``elsewhere``:
-    the signal came to another worker of the run."""
-
-    def __init__(self, signal_name: str, step: int, checkpoint: str, elsewhere: bool = False):
-        super().__init__(f"{signal_name} at step {step}")
-        self.signal_name, self.step, self.checkpoint = signal_name, step, checkpoint
-        self.elsewhere = elsewhere
 
 
 class StopRequest:

@@ -6,9 +6,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-
-class PlanError(Exception):
-    """Durations that cannot be turned into steps: one line, exit status 2."""
+from library.base.errors import PlanError
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 import keras
 import tensorflow as tf
 
+from library.base.errors import CompileError
 from library.contract import model_inputs
 
 _FIRST = tf.VariableAggregation.ONLY_FIRST_REPLICA  # counters: every replica counts the same
@@ -207,6 +208,23 @@ def build_train_step(
     return train_step
 
 
+def gradient_pass(model: keras.Model, loss_fn: Callable, params: Mapping) -> Callable:
+    """``gradients(features, labels)``: the step's forward and backward pass, updating no
+    weight (the global norm of the gradients); batch norm's moving statistics do move (the
+    caller puts them back). What the input check times the step by."""
+
+    @tf.function(jit_compile=bool(params.get("xla")))
+    def gradients(features, labels):
+        with tf.GradientTape() as tape:
+            outputs = model(model_inputs(model, features), training=True)
+            per_example, _ = total_loss(loss_fn(labels, outputs, params))
+            loss = mean_loss(per_example, model)
+        grads = tape.gradient(loss, model.trainable_variables)
+        return tf.linalg.global_norm([g for g in grads if g is not None])
+
+    return gradients
+
+
 def all_replicas(condition: tf.Tensor) -> tf.Tensor:
     """True where ``condition`` holds on every replica: all replicas must take one branch,
     or their weights diverge (mirrored) or their collectives hang (multi-worker)."""
@@ -307,10 +325,6 @@ def build_train_loop(
         return state.nonfinite_in_a_row.read_value()
 
     return train_loop
-
-
-class CompileError(Exception):
-    """The step cannot be compiled as asked (``xla``): one line, exit status 2."""
 
 
 def check_compilable(element_spec, features: Sequence[str] | None) -> None:

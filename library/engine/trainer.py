@@ -11,13 +11,15 @@ from dataclasses import dataclass, field
 import keras
 import tensorflow as tf
 
+from library.base.errors import first_line
 from library.config import Params
-from library.contract import Functions, model_feature_names
-from library.data import service as data_service
-from library.engine import batch_norm, bottleneck, distribute, steps
-from library.engine.goodput import Goodput
+from library.contract import Functions, call_input_fn, model_feature_names
+from library.engine import batch_norm, distribute, steps
 from library.engine.run_state import RunState
 from library.engine.schedule import Plan
+from library.engine.stall import StallWatch
+from library.monitor import bottleneck
+from library.monitor.goodput import Goodput
 from library.outputs import checkpoints, decided
 from library.outputs import run_state as run_state_file
 from library.transfer import names, warm_start
@@ -72,7 +74,7 @@ class Trainer:
         try:
             self.last_saved = self.manager.save(checkpoint_number=self.step)
         except tf.errors.FailedPreconditionError as error:  # an iterator TF cannot serialize
-            reason = error.message.strip().splitlines()[0]
+            reason = first_line(error)
             raise checkpoints.CheckpointError(
                 f"checkpoint_input_pipeline: this input pipeline cannot be saved ({reason}); "
                 "set checkpoint_input_pipeline: false or make the pipeline stateless"
@@ -211,10 +213,11 @@ def create_trainer(
         strategy, model, optimizer, state, plan, manager, train_loop, iterator, restored
     )
     trainer.refresh_statistics = refresh_statistics
-    if params.input_check and strategy.num_replicas_in_sync == 1 and not params.data_service_address:  # fmt: skip
-        trainer.measure_input = lambda: bottleneck.measure(input_fn, model, functions.loss_fn, params)  # fmt: skip
+    alone = strategy.num_replicas_in_sync == 1 and not params.data_service_address
+    if params.input_check and alone:  # measured alone it cannot be otherwise
+        trainer.measure_input = lambda: measure_input(input_fn, model, functions.loss_fn, params)
     if params.data_service_address:
-        trainer.stall_watch = data_service.StallWatch(
+        trainer.stall_watch = StallWatch(
             lambda: int(state.step.numpy()),
             params.data_service_timeout_secs,
             lambda: (
@@ -239,6 +242,25 @@ def create_trainer(
 def _accelerators() -> bool:
     """Whether this machine has GPUs or TPUs (where bfloat16 is native)."""
     return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
+
+
+def measure_input(input_fn: Callable, model: keras.Model, loss_fn: Callable, params: Params):
+    """The input check (``library.monitor.bottleneck``) of a fresh copy of the training
+    pipeline, with the options training gives it, against the step's own passes; the
+    model's state (batch norm's statistics, dropout's random state) put back after."""
+    options = tf.data.Options()
+    options.deterministic = params.deterministic
+    raw = call_input_fn(input_fn).with_options(options)
+    names = model_feature_names(model)
+    state = [tf.identity(v) for v in model.non_trainable_variables]
+    try:
+        return bottleneck.measure(
+            raw,
+            lambda dataset: distribute.model_features(dataset, names),
+            steps.gradient_pass(model, loss_fn, params),
+        )
+    finally:
+        steps.restore(model.non_trainable_variables, state)
 
 
 def seed_states(model: keras.Model) -> list:

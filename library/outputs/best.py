@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
+from library.base.files import atomic_write_text, move_tree, remove_tree, temporary_folder
 from library.outputs import run_state
 from library.outputs.checkpoints import (
     CHECKPOINT_PREFIX,
@@ -20,7 +21,6 @@ from library.outputs.checkpoints import (
     numbered_checkpoints,
     rewrite_state,
 )
-from library.outputs.files import atomic_write_text, move_tree, remove_tree, temporary_folder
 
 BEST_JSON = "best.json"
 SAVED_MODEL = "saved_model"

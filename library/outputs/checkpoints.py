@@ -16,22 +16,11 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from library.outputs.files import atomic_write_text, remove_tree
+from library.base.errors import CheckpointError, NotRestorableError, first_line
+from library.base.files import atomic_write_text, remove_tree
 
 CHECKPOINT_PREFIX = "ckpt"
 _NUMBERED = re.compile(rf"^{CHECKPOINT_PREFIX}-(\d+)\.index$")
-
-
-class CheckpointError(Exception):
-    """Checkpoints exist but none can be restored: never silently start from scratch."""
-
-
-class NotRestorableError(CheckpointError):
-    """No checkpoint of ``directory`` restores into the model being trained."""
-
-    def __init__(self, message: str, directory: str):
-        super().__init__(message)
-        self.directory = directory
 
 
 def clean_leftovers(directory: str) -> list[str]:
@@ -95,11 +84,7 @@ def restore_latest(
         try:
             restore_from(checkpoint, prefix)
         except (tf.errors.OpError, ValueError, AssertionError, IndexError, KeyError) as error:
-            reason = (
-                str(error).strip().splitlines()[0][:200]
-                if str(error).strip()
-                else type(error).__name__
-            )
+            reason = first_line(error)
             problems.append((prefix, reason))
             continue
         for skipped, reason in problems:  # said only when an older one restores instead

@@ -10,12 +10,9 @@ from collections.abc import Callable, Iterator, Mapping
 import keras
 import tensorflow as tf
 
+from library.base.errors import ExportError
+from library.base.files import move_tree, temporary_folder
 from library.contract import Functions, model_inputs
-from library.outputs.files import move_tree, temporary_folder
-
-
-class ExportError(Exception):
-    """The project declares no serving inputs: one line, exit status 2."""
 
 
 def serving_specs(functions: Functions, params: Mapping) -> dict[str, tf.TensorSpec]:

@@ -10,9 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 
-
-class LockError(Exception):
-    """The folder is held by another run: one line naming it, exit status 2."""
+from library.base.errors import LockError
 
 
 class FolderLock:

@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 
-from library.outputs.files import atomic_write_text, exists, is_remote, read_text
+from library.base.files import atomic_write_text, exists, is_remote, read_text
 
 PROVENANCE_FILE = "provenance.json"
 

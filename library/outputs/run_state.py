@@ -18,8 +18,8 @@ from typing import Any
 
 import tensorflow as tf
 
-from library.outputs.checkpoints import CHECKPOINT_PREFIX
-from library.outputs.files import atomic_write_text, exists, read_text, remove
+from library.base.files import atomic_write_text, exists, read_text, remove
+from library.outputs.checkpoints import CHECKPOINT_PREFIX, numbered_checkpoints
 
 SUFFIX = ".state.json"
 FORMAT = 1
@@ -48,6 +48,16 @@ def write(prefix: str, state: dict[str, Any]) -> None:
     TensorFlow's checkpoint files, which are not synced either)."""
     text = json.dumps({"format": FORMAT, **state}, indent=1) + "\n"
     atomic_write_text(path(prefix), text, durable=False)
+
+
+def best_of(directory: str) -> dict[str, Any] | None:
+    """The best so far of the run whose checkpoints are in ``directory`` (what its newest
+    checkpoint's state says: ``metric``, ``value``, ``step``); None when it has none."""
+    for _, prefix in numbered_checkpoints(directory):
+        state = read(prefix)
+        if state is not None:
+            return state.get("best")
+    return None
 
 
 def remove_orphans(directory: str) -> None:

@@ -7,7 +7,7 @@ import csv
 import io
 import os
 
-from library.outputs.files import atomic_write_text, exists, read_text
+from library.base.files import atomic_write_text, exists, read_text
 from library.recorders.base import Evaluation, Recorder, Run
 from library.recorders.metrics_log import row
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 
-from library.outputs.files import append_text, atomic_write_text, exists, read_text
+from library.base.files import append_text, atomic_write_text, exists, read_text
 from library.recorders.base import Evaluation, Recorder
 
 METRICS_FILE = "metrics.jsonl"

@@ -17,10 +17,10 @@ import time
 import uuid
 from collections.abc import Mapping
 
+from library.base.errors import Interrupted
+from library.base.files import atomic_write_text, exists, read_text
 from library.config import HYPERPARAMETERS, PROJECT
 from library.contract import ProjectError
-from library.engine.loop import Interrupted
-from library.outputs.files import atomic_write_text, exists, read_text
 from library.recorders.base import Evaluation, Recorder, Run
 from library.recorders.hparams import RUN_KEYS, hparam_value
 

@@ -1,6 +1,6 @@
 """Matplotlib figures drawn from ``metrics.jsonl``: train and eval loss in one figure, each
-loss term, each metric, the learning rate; and the figure of a sweep. ``DrawPlots`` redraws
-them after each evaluation, in the background."""
+loss term, each metric, the learning rate. ``DrawPlots`` redraws them after each evaluation,
+in the background."""
 
 from __future__ import annotations
 
@@ -9,12 +9,11 @@ import math
 import os
 
 import matplotlib
-import numpy as np
 
 matplotlib.use("Agg")  # files only: no display needed, none wanted
 import matplotlib.pyplot as plt
 
-from library.outputs.files import atomic_write_bytes
+from library.base.files import atomic_write_bytes
 from library.recorders.base import Background, Evaluation, Recorder
 from library.recorders.metrics_log import read_metrics
 
@@ -81,33 +80,6 @@ def plot_metrics(records: list[dict], plots_dir: str) -> list[str]:
             continue
         curves(f"{name}.png", name.replace("_", " "), name, [(name, name, "o-")])
     return written
-
-
-def plot_sweep(
-    key: str,
-    values: list,
-    losses: list,
-    path: str,
-    log_x: bool = False,
-    metric: str = "loss",
-    mode: str = "min",
-) -> str:
-    """The best ``metric`` of each value of a sweep; the best one (by ``mode``) marked."""
-    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
-    positions = list(values) if numeric else list(range(len(values)))
-    figure, axis = plt.subplots(figsize=(6, 4))
-    axis.plot(positions, losses, "o-")
-    best = int(np.argmin(losses) if mode == "min" else np.argmax(losses))
-    axis.plot([positions[best]], [losses[best]], "*", markersize=16, label=f"best: {values[best]}")
-    if numeric and log_x:
-        axis.set_xscale("log")
-    if not numeric:
-        axis.set_xticks(positions, [str(v) for v in values])
-    axis.set(xlabel=key, ylabel=f"best eval {metric}", title=f"Sweep over {key}")
-    axis.grid(alpha=0.3)
-    axis.legend()
-    save_figure(figure, path)
-    return path
 
 
 class DrawPlots(Recorder):

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from library.config import ConfigError, Params
+from library.config import ConfigError, Params, Schema
 
 _RANGE = re.compile(r"^(log\s+)?(\S+)\s*\.\.\s*(\S+?)(?:\s+step\s+(\S+))?$")
 NOT_SEARCHED = ("model_dir", "best_model_dir", "config_set", "hyperparameter_file")
@@ -109,3 +109,42 @@ def grid(dimension: Dimension) -> list:
         values.append(value)
         value += dimension.step
     return values
+
+
+def parse_sweep(text: str, schema: Schema) -> tuple[str, list[Any], bool]:
+    """``KEY=V1,V2,...`` or ``KEY=START:STOP:FACTOR`` (a geometric range, both ends included)
+    as ``(key, values, geometric)``; each value checked against the key's type and range."""
+    key, separator, spec = text.partition("=")
+    if not separator or not spec:
+        raise ConfigError(f"--sweep {text}: use KEY=V1,V2,... or KEY=START:STOP:FACTOR")
+    field = schema.by_name.get(key)
+    if field is None:
+        raise schema.unknown(key, "--sweep")
+    geometric = spec.count(":") == 2 and field.type in (int, float)
+    if geometric:
+        try:
+            start, stop, factor = (float(part) for part in spec.split(":"))
+        except ValueError:
+            raise ConfigError(f"--sweep {text}: START:STOP:FACTOR must be numbers") from None
+        if start <= 0 or stop <= 0 or factor <= 0 or factor == 1:
+            raise ConfigError(
+                f"--sweep {text}: a geometric range needs positive numbers, FACTOR != 1"
+            )
+        raw, value = [], start
+        rising = factor > 1
+        while (value <= stop * (1 + 1e-9)) if rising else (value >= stop * (1 - 1e-9)):
+            raw.append(float(f"{value:.6g}"))
+            value *= factor
+            if len(raw) > 100:
+                raise ConfigError(f"--sweep {text}: more than 100 values")
+    else:
+        raw = [part.strip() for part in spec.split(",") if part.strip()]
+    values = [schema.coerce(key, v, f"--sweep {key}") for v in raw]
+    if not values:
+        raise ConfigError(f"--sweep {text}: no values")
+    return key, values, geometric
+
+
+def label(key: str, value: Any) -> str:
+    shown = f"{value:g}" if isinstance(value, float) else str(value)
+    return f"{key}={shown}"

@@ -17,24 +17,23 @@ figures) in ``model_dir``.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import os
 import re
 import socket
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from typing import Any
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
+from library.base.tables import write_csv
 from library.config import HYPERPARAMETERS, PROJECT, Params, dump_yaml
-from library.outputs.best import BEST_JSON
-from library.outputs.files import atomic_write_text, exists, read_text
+from library.outputs import run_state
 from library.recorders.base import Evaluation, Recorder, Run
-from library.search.space import Dimension, grid, parse_space
+from library.search.figures import draw_figures, plot_sweep
+from library.search.space import Dimension, grid, label, parse_space
 
 DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -186,10 +185,10 @@ def run_search(
             raise SearchInterrupted(status)
         if reporter.pruned_at is not None:
             raise optuna.TrialPruned(f"pruned at step {reporter.pruned_at}")
-        best_path = os.path.join(folder, "best", BEST_JSON)
-        if status or not exists(best_path):
+        best = run_state.best_of(changes["model_dir"])
+        if status or best is None:
             raise DivergedTrialError(f"trial {trial.number}: training ended with status {status}")
-        return float(json.loads(read_text(best_path))["value"])
+        return float(best["value"])
 
     # Failed trials (diverged, or whose process died) do not count as finished; as many of
     # them as search_trials end the search too, or a space where most diverge never would.
@@ -212,6 +211,117 @@ def run_search(
     return 0
 
 
+def run_sweep(
+    params: Params,
+    key: str,
+    values: list[Any],
+    geometric: bool,
+    train: Callable[[Params], int],
+    sweep_all: bool = False,
+    say: Callable[[str], None] = print,
+) -> int:
+    """``--sweep KEY=...``: each value of one key trained in turn, as a grid search on
+    Optuna over that key, until ``best_metric`` gets worse from one value to the next (the
+    seeds' ``train_with_hyper``); returns an exit status.
+
+    Each value trains into ``<model_dir>/sweep/KEY=VALUE/`` (its best checkpoint in ``best/``
+    below it); the study, in ``<model_dir>/sweep/study.db``, knows the values done, which a
+    sweep run again skips. ``sweep.csv`` and ``sweep.png`` (the best metric against the
+    value) are rewritten after each value.
+
+    Args:
+        params: the resolved configuration; each value gets its own model_dir below it.
+        key, values, geometric: what ``space.parse_sweep`` returned.
+        train: trains and evaluates one configuration (``run.py``'s train_and_evaluate);
+            returns its exit status.
+        sweep_all: train every value, even after the metric got worse.
+        say: where one-line messages go.
+    """
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    root = os.path.join(params.model_dir, "sweep")
+    os.makedirs(root, exist_ok=True)
+    study = optuna.create_study(
+        storage=f"sqlite:///{os.path.abspath(root)}/study.db",
+        study_name=f"sweep {key}",
+        direction="minimize" if params.best_mode == "min" else "maximize",
+        load_if_exists=True,
+    )
+    metric = params.best_metric
+    results: list[optuna.trial.FrozenTrial] = []  # one per value, in order
+    for value in values:
+        name = label(key, value)
+        done = _done_value(study, key, value)
+        if done is not None:
+            say(f"{name}: finished before (best {metric} {done.value:.4g}): skipped")
+        else:
+            done = _train_value(study, params, key, value, train, say)
+            if done is None:
+                return 1
+        results.append(done)
+        _write_sweep(root, key, metric, results, geometric, params.best_mode)
+        if not sweep_all and len(results) > 1 and _worse(results[-1], results[-2], params):
+            say(
+                f"the best {metric} got worse from {label(key, results[-2].user_attrs[key])} "
+                f"({results[-2].value:.4g}) to {name} ({results[-1].value:.4g}): the sweep "
+                "stops (--sweep_all trains every value)"
+            )
+            break
+    pick = min if params.best_mode == "min" else max
+    best = pick(results, key=lambda trial: trial.value)
+    say(
+        f"best {label(key, best.user_attrs[key])}: {metric} {best.value:.4g} at step "
+        f"{best.user_attrs['step']}; {os.path.join(root, 'sweep.csv')}, "
+        f"{os.path.join(root, 'sweep.png')}"
+    )
+    return 0
+
+
+def _train_value(study, params, key, value, train, say):
+    """Trains one value as a trial of the study; its finished trial, or None (no result)."""
+    name = label(key, value)
+    folder = os.path.join(params.model_dir, "sweep", name)
+    say(f"{name}: training into {folder}")
+    trial = study.ask()  # the sweep picks the value: it keeps it as the trial's attribute
+    trial.set_user_attr(key, value)
+    changes = {key: value, "model_dir": folder, "best_model_dir": os.path.join(folder, "best")}
+    status = train(params.replace(**changes))
+    best = run_state.best_of(folder)
+    if status or best is None:
+        study.tell(trial, state=TrialState.FAIL)
+        say(f"{name}: no finite evaluation of {params.best_metric}; the sweep stops here")
+        return None
+    trial.set_user_attr("step", best["step"])
+    study.tell(trial, float(best["value"]))
+    return _done_value(study, key, value)
+
+
+def _done_value(study, key: str, value: Any):
+    """The completed trial of ``value`` (None: not trained yet)."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return next((t for t in complete if t.user_attrs.get(key) == value), None)
+
+
+def _worse(current, previous, params: Params) -> bool:
+    if params.best_mode == "min":
+        return current.value > previous.value
+    return current.value < previous.value
+
+
+def _write_sweep(root, key, metric, results, geometric: bool, mode: str) -> None:
+    """``sweep.csv`` (value, best metric, its step) and ``sweep.png``."""
+    rows = [[t.user_attrs[key], t.value, t.user_attrs.get("step", "")] for t in results]
+    write_csv(os.path.join(root, "sweep.csv"), [key, f"best_{metric}", "step"], rows)
+    values = [t.user_attrs[key] for t in results]
+    scores = [t.value for t in results]
+    plot_sweep(key, values, scores, os.path.join(root, "sweep.png"), geometric, metric, mode)
+
+
+def _seconds(trial) -> float | str:
+    if trial.datetime_complete and trial.datetime_start:
+        return (trial.datetime_complete - trial.datetime_start).total_seconds()
+    return ""
+
+
 def finished(study: optuna.Study) -> list:
     return [t for t in study.get_trials(deepcopy=False) if t.state in DONE]
 
@@ -220,17 +330,20 @@ def write_outputs(study, params: Params, dimensions, root: str, say) -> None:
     """``trials.csv``, the figures, and the best trial's values as YAML sets."""
     trials = study.get_trials(deepcopy=False)
     names = [d.name for d in dimensions]
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["trial", "state", params.best_metric, *names, "retried_trial", "process", "seconds"])  # fmt: skip
-    for t in trials:
-        seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete and t.datetime_start else ""  # fmt: skip
-        writer.writerow([
-            t.number, t.state.name, "" if t.value is None else t.value,
+    columns = ["trial", "state", params.best_metric, *names, "retried_trial", "process", "seconds"]
+    rows = [
+        [
+            t.number,
+            t.state.name,
+            "" if t.value is None else t.value,
             *(t.params.get(n, "") for n in names),
-            t.system_attrs.get("failed_trial", ""), t.user_attrs.get("process", ""), seconds,
-        ])  # fmt: skip
-    atomic_write_text(os.path.join(root, "trials.csv"), out.getvalue())
+            t.system_attrs.get("failed_trial", ""),
+            t.user_attrs.get("process", ""),
+            _seconds(t),
+        ]
+        for t in trials
+    ]
+    write_csv(os.path.join(root, "trials.csv"), columns, rows)
     counts = {s.name.lower(): sum(t.state == s for t in trials) for s in TrialState}
     summary = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
     say(f"{len(trials)} trials ({summary}): {os.path.join(root, 'trials.csv')}")
@@ -259,36 +372,3 @@ def write_outputs(study, params: Params, dimensions, root: str, say) -> None:
             say(f"# {file}.yaml\n" + re.sub(r"'<<': '(\*\w+)'", r"<<: \1", text).rstrip())
     if figures:
         say("figures: " + ", ".join(figures))
-
-
-def draw_figures(study, root: str, say) -> list[str]:
-    """Optuna's history and parameter-importance figures, as PNGs (drawn where there are
-    enough trials; a figure that cannot be drawn is said and left out)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from optuna.visualization import matplotlib as figures
-
-    from library.outputs.files import atomic_write_bytes
-
-    written = []
-    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
-    if not complete:  # nothing to draw
-        return written
-    plots: Mapping[str, Callable] = {"history.png": figures.plot_optimization_history}
-    if len(complete) >= 2 and len(study.best_trial.params) >= 1:
-        plots = {**plots, "importances.png": figures.plot_param_importances}
-    for name, plot in plots.items():
-        try:
-            axis = plot(study, target_name=f"best {study.user_attrs.get('metric', 'value')}")
-            out = io.BytesIO()
-            axis.figure.savefig(out, format="png", dpi=110, bbox_inches="tight")
-            plt.close(axis.figure)
-        except Exception as error:
-            say(f"note: {name} not drawn ({type(error).__name__}: {error})")
-            continue
-        path = os.path.join(root, name)
-        atomic_write_bytes(path, out.getvalue())
-        written.append(path)
-    return written

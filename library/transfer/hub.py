@@ -19,11 +19,8 @@ import os
 import keras
 import tensorflow as tf
 
-from library.outputs.files import move_tree, remove_tree, temporary_folder
-
-
-class HubError(Exception):
-    """A module that cannot be loaded or used: one line, exit status 2."""
+from library.base.errors import HubError, first_line
+from library.base.files import move_tree, remove_tree, temporary_folder
 
 
 def resolve_handle(handle: str) -> str:
@@ -50,7 +47,7 @@ def load_module(handle: str) -> tf.Module:
     try:
         module = tf.saved_model.load(path)
     except (OSError, ValueError, tf.errors.OpError) as error:
-        reason = str(error).strip().splitlines()[0]
+        reason = first_line(error)
         raise HubError(f"module {handle}: not a loadable SavedModel ({reason})") from None
     missing = [a for a in ("__call__", "variables") if not hasattr(module, a)]
     if missing:
@@ -108,7 +105,7 @@ class HubModule(keras.layers.Layer):
         try:
             concrete = self.module.__call__.get_concrete_function(spec, training=False)
         except (TypeError, ValueError) as error:
-            reason = str(error).strip().splitlines()[0]
+            reason = first_line(error)
             raise HubError(
                 f"module {self.handle}: the module does not take images of shape "
                 f"{list(images.shape[1:])} with training=False ({reason}); check the size the model gives it"

@@ -28,12 +28,10 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import trackable_object_graph_pb2
 
+from library.base.errors import TransferError, first_line
+
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 _SUFFIX = re.compile(r"^(?P<base>.+?)(?:_(?P<number>\d+))?$")
-
-
-class TransferError(Exception):
-    """A warm start or inspection that cannot be done as asked: one line, exit status 2."""
 
 
 def _snake_case(name: str) -> str:
@@ -144,7 +142,7 @@ def read_source(path: str) -> Source:
     try:
         reader = checkpoint_reader(prefix)
     except (tf.errors.OpError, ValueError) as error:
-        reason = str(error).strip().splitlines()[0]
+        reason = first_line(error)
         raise TransferError(f"{path}: not a readable checkpoint ({reason})") from None
     shapes, dtypes = reader.get_variable_to_shape_map(), reader.get_variable_to_dtype_map()
     if OBJECT_GRAPH_KEY not in shapes:

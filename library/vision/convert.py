@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from library.base.errors import UserError, first_line
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
 LABELS_FILE = "labels.txt"
 JPEG_QUALITY = 95
@@ -31,7 +33,7 @@ RECORDS_PER_SHARD = 1000
 EXIF_ORIENTATION = 0x0112
 
 
-class ConvertError(Exception):
+class ConvertError(UserError):
     """Bad input for a conversion: reported as one line, exit status 2."""
 
 
@@ -98,7 +100,7 @@ def image_problem(error: Exception) -> str:
         return "cannot decode: too many pixels (PIL's decompression-bomb guard)"
     if isinstance(error, UnidentifiedImageError):
         return "cannot decode: not an image, or a format PIL cannot read"
-    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    message = first_line(error)
     if "truncated" in message.lower():
         return "cannot decode: truncated (the file ends before the image does)"
     return f"cannot decode: {re.sub(r' ?<[^>]*object at 0x[0-9a-f]+>', '', message)}"
@@ -205,7 +207,7 @@ def convert(options: ConvertOptions) -> dict:
     num_shards = options.num_shards or max(
         min(len(tasks), 4), math.ceil(len(tasks) / RECORDS_PER_SHARD)
     )
-    from library.cli.quiet import import_tensorflow
+    from library.base.quiet import import_tensorflow
 
     import_tensorflow()  # the parent alone needs TensorFlow, to write records
     from library.data.records import RecordError, RecordWriter

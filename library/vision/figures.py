@@ -15,8 +15,8 @@ import numpy as np
 import tensorflow as tf
 from matplotlib.patches import Rectangle
 
-from library.engine.distribute import call_input_fn
-from library.outputs.files import exists
+from library.base.files import exists
+from library.contract import call_input_fn
 from library.recorders.base import Background, Evaluation, Recorder, Run
 from library.recorders.plots import plt, save_figure
 

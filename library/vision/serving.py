@@ -13,6 +13,7 @@ import tensorflow as tf
 from google.protobuf.message import DecodeError
 from PIL import Image
 
+from library.base.errors import first_line
 from library.data.files import match_files
 from library.vision.convert import IMAGE_EXTENSIONS, image_problem
 from library.vision.records import FILENAME
@@ -114,7 +115,7 @@ def _diagnose(file_pattern: str, keys: list[str], error: Exception, plain: bool 
 
 def _reason(message: str) -> str:
     """TensorFlow's reason without the op's internals (``{{function_node ...}}``, ``[Op:...]``)."""
-    text = message.strip().splitlines()[0] if message.strip() else "no reason given"
+    text = first_line(message) or "no reason given"
     text = re.sub(r"\{\{[^}]*\}\}\s*|\s*\[Op:[^\]]*\]", "", text)
     return text.strip()
 

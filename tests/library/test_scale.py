@@ -217,7 +217,7 @@ def servers(*commands):
         for argv, env, log in commands:
             processes.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "library.data.service", *argv],
+                    [sys.executable, "-m", "library.cli.data_service", *argv],
                     stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env}, cwd=ROOT,
                 )
             )  # fmt: skip
@@ -294,7 +294,7 @@ def test_a_data_service_address_where_nothing_answers_is_one_line(stripes_record
     assert result.returncode == 2 and time.time() - started < 120
     line = one_line(result.stderr)
     assert line.startswith(f"run.py: error: data_service_address grpc://localhost:{port}: nothing")
-    assert "python -m library.data.service dispatcher" in line
+    assert "python -m library.cli.data_service dispatcher" in line
     malformed = run_cli(*argv(None, None, "--data_service_address", "localhost"))
     assert malformed.returncode == 2
     assert "data_service_address must be grpc://HOST:PORT" in one_line(malformed.stderr)

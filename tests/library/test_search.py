@@ -148,18 +148,18 @@ def test_two_processes_share_a_study_that_survives_its_killed_process(tmp_path, 
 
 
 def fake_training(calls, status=0):
-    """A trial's training without TensorFlow: it records its values and writes the best
-    checkpoint's record the way a run does (its metric: the learning rate)."""
-    import json
-
-    from library.outputs.best import BEST_JSON
+    """A trial's training without TensorFlow: it records its values and ends with a
+    checkpoint whose run state says its best, as a run does (its metric: the learning
+    rate)."""
+    from library.outputs import run_state
 
     def train(trial_params, reporter):
         calls.append((trial_params.learning_rate, trial_params.units))
-        best = os.path.join(trial_params.best_model_dir, BEST_JSON)
-        os.makedirs(os.path.dirname(best), exist_ok=True)
-        with open(best, "w", encoding="utf-8") as stream:
-            json.dump({"value": trial_params.learning_rate}, stream)
+        os.makedirs(trial_params.model_dir, exist_ok=True)
+        prefix = os.path.join(trial_params.model_dir, "ckpt-4")
+        open(prefix + ".index", "w").close()  # noqa: SIM115 - an empty checkpoint: listed
+        best = {"metric": "loss", "value": trial_params.learning_rate, "step": 4}
+        run_state.write(prefix, {"best": best})
         return status
 
     return train

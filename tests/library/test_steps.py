@@ -14,10 +14,12 @@ from projects import classifier
 from projects.classifier import functions
 from support import argv, estimator, one_line, params, run_cli, scalars, specs, variant
 
+from library.base.errors import DivergedError
 from library.contract import model_feature_names
-from library.engine import distribute, progress, schedule, steps
-from library.engine.estimator import DivergedError, train_and_evaluate
+from library.engine import distribute, schedule, steps
+from library.engine.estimator import train_and_evaluate
 from library.engine.evaluator import Evaluator
+from library.monitor import progress
 from library.recorders import metrics_log, plots, summaries
 from library.vision import figures
 
@@ -314,7 +316,7 @@ def test_histograms_are_written_in_tensorboards_format(tmp_path):
 
 def test_throughput_leaves_evaluation_time_out():
     plan = schedule.Plan(10, 100, 10, 10, 10)
-    meter = progress.Progress("log", 100, plan, 8, 0)
+    meter = progress.Progress("log", 100, plan.epoch, 8, 0)
     meter.last_time -= 1.0  # one second of training for ten steps...
     meter.pause()
     time.sleep(0.5)  # ...then half a second of evaluation
@@ -325,7 +327,7 @@ def test_throughput_leaves_evaluation_time_out():
 
 
 def test_evaluation_lines_start_on_their_own_line_under_the_bar(capsys):
-    meter = progress.Progress("bar", 10, schedule.Plan(10, 10, 5, 5, 5), 8, 0)
+    meter = progress.Progress("bar", 10, schedule.Plan(10, 10, 5, 5, 5).epoch, 8, 0)
     meter.advance(5)
     meter.say("eval at step 5: loss 0.5")
     assert "\neval at step 5" in capsys.readouterr().out
@@ -366,7 +368,7 @@ def test_sample_predictions_mark_the_wrong_ones_in_red(tmp_path):
 def test_pipeline_stages_are_named_by_their_job(stripes_records):
     """What the input check calls each stage: reads by their source, maps by their function's
     name; shuffles, repeats and prefetches are no stage."""
-    from library.engine.bottleneck import stages_of
+    from library.monitor.bottleneck import stages_of
 
     def parse(serialized):
         return tf.io.parse_example(serialized, {"image/class/label": tf.io.FixedLenFeature([], tf.int64)})  # fmt: skip
@@ -377,10 +379,11 @@ def test_pipeline_stages_are_named_by_their_job(stripes_records):
 
 
 def test_no_input_verdict_for_a_step_too_short_to_matter_and_a_bfloat16_note_where_emulated():
-    from library.engine import bottleneck
+    from library.monitor import bottleneck
 
     assert bottleneck.Verdict(10.0, 100.0).line(50.0) is not None  # a real model's step
-    # A small MLP: thousands of steps a second alone; its input is no bottleneck worth a line.
+    # A small MLP: its input of a few columns, hundreds of batches a second, is no bottleneck
+    # worth a line, even when the step alone is faster still.
     assert bottleneck.Verdict(400.0, 4000.0).line(300.0) is None
     avx2 = "processor\t: 0\nflags\t\t: fpu sse avx2 fma\n"
     assert not distribute.cpu_computes_bfloat16(avx2)

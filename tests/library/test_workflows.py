@@ -17,7 +17,7 @@ from library.outputs import checkpoints, run_state
 from library.recorders import metrics_log
 from library.recorders.base import Recorder, Recorders
 from library.recorders.patience import Patience
-from library.search import sweep
+from library.search import space, study
 
 
 def test_continuous_evaluation_beside_training_evaluates_each_checkpoint_once(
@@ -193,33 +193,33 @@ def test_plateau_and_early_stopping_follow_the_run_state_and_survive_a_kill(
     )
 
 
-def fake_training(losses_by_value):
-    """A train callback writing metrics.jsonl as a run whose best eval loss is given."""
+def fake_training(results_by_value, metric="loss", step=4):
+    """A train callback whose run ends with a checkpoint whose run state says its best
+    ``metric`` (given for each learning rate), as a real run's does."""
     calls = []
 
     def train(run_params):
         calls.append(run_params.learning_rate)
         os.makedirs(run_params.model_dir, exist_ok=True)
-        loss = losses_by_value[run_params.learning_rate]
-        rows = [
-            {"step": 2, "eval_loss": loss + 0.5, "eval_accuracy": 0.5},
-            {"step": 4, "eval_loss": loss, "eval_accuracy": 0.9},
-        ]
-        with open(os.path.join(run_params.model_dir, "metrics.jsonl"), "w") as stream:
-            stream.writelines(json.dumps(r) + "\n" for r in rows)
+        prefix = os.path.join(run_params.model_dir, f"ckpt-{step}")
+        open(prefix + ".index", "w").close()
+        best = {"metric": metric, "value": results_by_value[run_params.learning_rate], "step": step}  # fmt: skip
+        run_state.write(prefix, {"best": best})
         return 0
 
     return train, calls
 
 
 def test_sweep_stops_when_the_loss_worsens_writes_csv_and_plot_and_skips_finished(tmp_path):
+    """On Optuna: each value a trial of one study, in order; a sweep run again skips what
+    the study has."""
     run_params = params(model_dir=str(tmp_path / "runs"))
     schema = Schema(declarations.HYPERPARAMETERS)
-    key, values, geometric = sweep.parse_sweep("learning_rate=0.001:0.1:10", schema)
+    key, values, geometric = space.parse_sweep("learning_rate=0.001:0.1:10", schema)
     assert (key, values, geometric) == ("learning_rate", [0.001, 0.01, 0.1], True)
     train, calls = fake_training({0.001: 0.6, 0.01: 0.4, 0.1: 0.5})
     lines = []
-    assert sweep.run_sweep(run_params, key, values, train, geometric=geometric, say=lines.append) == 0  # fmt: skip
+    assert study.run_sweep(run_params, key, values, geometric, train, say=lines.append) == 0
     assert calls == [0.001, 0.01, 0.1]
     root = tmp_path / "runs" / "sweep"
     with open(root / "sweep.csv", encoding="utf-8") as stream:
@@ -227,38 +227,29 @@ def test_sweep_stops_when_the_loss_worsens_writes_csv_and_plot_and_skips_finishe
     assert [(r["learning_rate"], r["best_loss"], r["step"]) for r in table] == [
         ("0.001", "0.6", "4"), ("0.01", "0.4", "4"), ("0.1", "0.5", "4"),
     ]  # fmt: skip
-    assert table[0]["eval_accuracy"] == "0.9"
     assert (root / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+    assert (root / "study.db").exists()
     assert any("got worse from learning_rate=0.01" in line for line in lines)
     assert lines[-1].startswith("best learning_rate=0.01: loss 0.4 at step 4")
     # A sweep over more values stops at the first worsening; run again, it skips what is done.
     more = [0.001, 0.01, 0.1, 1.0]
     train, calls = fake_training({0.001: 0.6, 0.01: 0.4, 0.1: 0.5, 1.0: 0.1})
     lines = []
-    sweep.run_sweep(run_params, key, more, train, say=lines.append)
+    study.run_sweep(run_params, key, more, False, train, say=lines.append)
     assert calls == []  # the first three were finished; the third already got worse
     assert sum("skipped" in line for line in lines) == 3
-    sweep.run_sweep(run_params, key, more, train, sweep_all=True, say=lines.append)
+    study.run_sweep(run_params, key, more, False, train, sweep_all=True, say=lines.append)
     assert calls == [1.0]
 
 
 def test_a_sweep_judges_by_best_metric_in_its_direction(tmp_path):
     """best_metric accuracy, best_mode max: the highest accuracy wins, whatever the loss."""
     run_params = params(model_dir=str(tmp_path / "runs"), best_metric="accuracy", best_mode="max")
-    train, _ = fake_training({0.001: 0.6, 0.01: 0.4, 0.1: 0.5})
     accuracy = {0.001: 0.91, 0.01: 0.93, 0.1: 0.95}
-
-    def train_with_accuracy(value_params):
-        train(value_params)
-        path = os.path.join(value_params.model_dir, "metrics.jsonl")
-        row = {"step": 6, "eval_loss": 9.0, "eval_accuracy": accuracy[value_params.learning_rate]}
-        with open(path, "a", encoding="utf-8") as stream:
-            stream.write(json.dumps(row) + "\n")
-        return 0
-
+    train, _ = fake_training(accuracy, metric="accuracy", step=6)
     lines = []
     values = [0.001, 0.01, 0.1]
-    sweep.run_sweep(run_params, "learning_rate", values, train_with_accuracy, say=lines.append)
+    study.run_sweep(run_params, "learning_rate", values, False, train, say=lines.append)
     assert not any("got worse" in line for line in lines)  # accuracy rose at every value
     assert lines[-1].startswith("best learning_rate=0.1: accuracy 0.95 at step 6")
     with open(tmp_path / "runs" / "sweep" / "sweep.csv", encoding="utf-8") as stream:
@@ -268,10 +259,10 @@ def test_a_sweep_judges_by_best_metric_in_its_direction(tmp_path):
 def test_sweep_values_are_checked_against_the_schema():
     schema = Schema(declarations.HYPERPARAMETERS)
     with pytest.raises(ConfigError, match="encoder must be one of conv, hub"):
-        sweep.parse_sweep("encoder=conv,convv", schema)
+        space.parse_sweep("encoder=conv,convv", schema)
     with pytest.raises(ConfigError, match="unknown key 'learnin_rate'"):
-        sweep.parse_sweep("learnin_rate=1,2", schema)
-    assert sweep.parse_sweep("train_steps=2,4", schema) == ("train_steps", [2, 4], False)
+        space.parse_sweep("learnin_rate=1,2", schema)
+    assert space.parse_sweep("train_steps=2,4", schema) == ("train_steps", [2, 4], False)
 
 
 def test_a_real_sweep_through_run_py_trains_each_value_in_its_folder(stripes_records, tmp_path):

@@ -14,7 +14,7 @@ import os
 import time
 from typing import Any
 
-from library.outputs.files import atomic_write_text, exists, read_text
+from library.base.files import atomic_write_text, exists, read_text
 
 GOODPUT_FILE = "goodput.json"
 PARTS = (
@@ -43,9 +43,12 @@ class Goodput:
     Args:
         model_dir: where ``goodput.json`` lives.
         resumed_step: the step this start resumes from (None: a fresh run).
+        started: when this start began (default: when the process did; the Estimator gives
+            when it was made, so that a process training several runs, a search's, counts
+            each apart).
     """
 
-    def __init__(self, model_dir: str, resumed_step: int | None):
+    def __init__(self, model_dir: str, resumed_step: int | None, started: float | None = None):
         self.path = os.path.join(model_dir, GOODPUT_FILE)
         saved = _read(self.path) if resumed_step is not None else {}
         self.seconds: dict[str, float] = {p: 0.0 for p in PARTS}
@@ -53,7 +56,7 @@ class Goodput:
         self.steps = int(saved.get("steps", 0))  # trained and kept (not redone)
         self.restarts = int(saved.get("restarts", 0))
         self.lost_steps = int(saved.get("lost_steps", 0))
-        self.started = process_start()
+        self.started = started or process_start()
         self.first_step: float | None = None
         self.heartbeat = {"step": resumed_step or 0, "time": self.started}
         self.redo = 0  # steps of this start that only redo lost ones

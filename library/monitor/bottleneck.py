@@ -13,20 +13,16 @@ its maps) and what to try. A compute-bound run says nothing.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 
-import keras
 import tensorflow as tf
-
-from library.contract import model_feature_names, model_inputs
-from library.engine import distribute, steps
 
 # The pipeline is called input-bound when it delivers less than this share of the step's rate.
 INPUT_BOUND_RATIO = 0.8
-# A step faster than this alone (a small MLP's) is too short for its input to matter: the
-# fixed costs of each step and batch dominate, whatever feeds it.
-MATTERS_STEPS_PER_SEC = 500.0
+# A pipeline that delivers more batches a second than this alone (a small MLP's input of a
+# few columns) costs less than 5 ms a batch: not worth a line, whatever the step's rate.
+MATTERS_BATCHES_PER_SEC = 200.0
 MEASURE_SECS = 1.0
 STAGE_SECS = 0.5
 # Transformations that only reorder, buffer or pair elements: never a stage of their own.
@@ -57,7 +53,7 @@ class Verdict:
     def input_bound(self) -> bool:
         return (
             self.pipeline_batches_per_sec < INPUT_BOUND_RATIO * self.step_per_sec
-            and self.step_per_sec < MATTERS_STEPS_PER_SEC
+            and self.pipeline_batches_per_sec < MATTERS_BATCHES_PER_SEC
         )
 
     def line(self, training_steps_per_sec: float) -> str | None:
@@ -152,47 +148,43 @@ def delivery_rate(
     return elements / elapsed, examples / elapsed
 
 
-def step_rate(model: keras.Model, loss_fn: Callable, params: Mapping, batch, seconds: float) -> float:  # fmt: skip
-    """Forward and backward passes per second on one cached batch; nothing is updated."""
+def step_rate(gradients: Callable, batch, seconds: float) -> float:
+    """Passes per second of ``gradients`` (a forward and backward pass that updates nothing)
+    on one cached batch."""
     features, labels = batch
-
-    @tf.function(jit_compile=bool(params.get("xla")))
-    def gradients(features, labels):
-        with tf.GradientTape() as tape:
-            outputs = model(model_inputs(model, features), training=True)
-            per_example, _ = steps.total_loss(loss_fn(labels, outputs, params))
-            loss = steps.mean_loss(per_example, model)
-        grads = tape.gradient(loss, model.trainable_variables)
-        return tf.linalg.global_norm([g for g in grads if g is not None])
-
-    statistics = [tf.identity(v) for v in model.non_trainable_variables]
-    try:
-        gradients(features, labels).numpy()  # traced and warm
-        count, started = 0, time.perf_counter()
-        while True:
-            gradients(features, labels).numpy()
-            count += 1
-            elapsed = time.perf_counter() - started
-            if elapsed >= seconds and count >= 3:
-                return count / elapsed
-    finally:  # batch norm's moving statistics moved in the forward passes: put them back
-        steps.restore(model.non_trainable_variables, statistics)
+    gradients(features, labels).numpy()  # traced and warm
+    count, started = 0, time.perf_counter()
+    while True:
+        gradients(features, labels).numpy()
+        count += 1
+        elapsed = time.perf_counter() - started
+        if elapsed >= seconds and count >= 3:
+            return count / elapsed
 
 
-def measure(input_fn: Callable, model: keras.Model, loss_fn: Callable, params: Mapping) -> Verdict:
-    """The pipeline's and the step's rates alone, and the stages' costs when input-bound."""
-    raw = distribute.call_input_fn(input_fn)
-    dataset = distribute.model_features(raw, model_feature_names(model))
+def measure(
+    raw: tf.data.Dataset,
+    taken: Callable[[tf.data.Dataset], tf.data.Dataset],
+    gradients: Callable,
+) -> Verdict:
+    """The pipeline's and the step's rates alone, and the stages' costs when input-bound.
+
+    Args:
+        raw: a fresh copy of the training input pipeline, with the options training gives it.
+        taken: what of each batch the model takes (the engine drops the other features).
+        gradients: the step's forward and backward pass on a batch, updating nothing.
+    """
+    dataset = taken(raw)
     pipeline, _ = delivery_rate(dataset, MEASURE_SECS)
-    batch = next(iter(dataset))
-    step = step_rate(model, loss_fn, params, batch, MEASURE_SECS)
+    step = step_rate(gradients, next(iter(dataset)), MEASURE_SECS)
     verdict = Verdict(pipeline, step)
     if not verdict.input_bound:
         return verdict
     costs, before, batched = [], 0.0, False
     for name, prefix in stages_of(raw):
         batched = batched or "batch" in name
-        _, examples_per_sec = delivery_rate(prefix, STAGE_SECS, batched)
+        stage = prefix.with_options(raw.options())
+        _, examples_per_sec = delivery_rate(stage, STAGE_SECS, batched)
         per_example = 1.0 / examples_per_sec if examples_per_sec > 0 else 0.0
         costs.append((name, per_example - before))
         before = per_example

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 
 import keras
-
-from library.engine.schedule import Plan
 
 
 class Progress:
@@ -17,12 +16,19 @@ class Progress:
     between two log lines is subtracted (``pause``/``resume`` around them).
     """
 
-    def __init__(self, mode: str, total: int, plan: Plan, batch_size: int, start_step: int):
+    def __init__(
+        self,
+        mode: str,
+        total: int,
+        epoch: Callable[[int], float | None],
+        batch_size: int,
+        start_step: int,
+    ):
         interactive = mode == "bar" or (mode == "auto" and sys.stdout.isatty())
         self.bar = (
             keras.utils.Progbar(total, stateful_metrics=["loss", "lr"]) if interactive else None
         )
-        self.total, self.plan, self.batch_size = total, plan, batch_size
+        self.total, self.epoch, self.batch_size = total, epoch, batch_size
         self.last_time = time.perf_counter()
         self.last_step = start_step
         self.paused_at: float | None = None
@@ -63,7 +69,7 @@ class Progress:
             self.bar.update(step, [("loss", values["loss"]), ("lr", values["learning_rate"])])
             return figures
         eta = (self.total - step) / rate if rate > 0 else 0
-        epoch = self.plan.epoch(step)
+        epoch = self.epoch(step)
         print(
             f"step {step}/{self.total}"
             + (f" (epoch {epoch:.2f})" if epoch is not None else "")
