@@ -91,7 +91,6 @@ class ModeKeys:
 
     TRAIN = "train"
     EVAL = "eval"
-    PREDICT = "predict"
 
 
 def _no_metrics(params) -> dict:

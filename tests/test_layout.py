@@ -156,3 +156,29 @@ def test_the_library_tests_never_import_project():
 def test_readme_quick_start_uses_the_project_venv():
     quick_start = read("README.md").split("## Quick start", 1)[1].split("\n## ", 1)[0]
     assert ".venv/bin/python run.py" in quick_start
+
+
+def library_files():
+    for place, _, files in os.walk(os.path.join(ROOT, "library")):
+        yield from (os.path.join(place, f) for f in files if f.endswith(".py"))
+
+
+def test_the_library_is_formatted_and_its_functions_are_short():
+    """The formatter is on everywhere (no fmt: skip or off, no line past 100 columns), and
+    no function's code (its docstring aside) is over 50 lines unless its docstring says why
+    ("Longer than most")."""
+    long = []
+    for path in library_files():
+        with open(path, encoding="utf-8") as stream:
+            text = stream.read()
+        where = os.path.relpath(path, ROOT)
+        assert "fmt: skip" not in text and "fmt: off" not in text, where
+        assert not [n for n, line in enumerate(text.splitlines(), 1) if len(line) > 100], where
+        for node in ast.walk(ast.parse(text, path)):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            docstring = ast.get_docstring(node) or ""
+            first = node.body[1] if docstring and len(node.body) > 1 else node.body[0]
+            if node.end_lineno - first.lineno + 1 > 50 and "Longer than most" not in docstring:
+                long.append(f"{where}:{node.lineno} {node.name}")
+    assert long == []

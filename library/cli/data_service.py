@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 
 from library.base.errors import DataServiceError, first_line
+from library.base.quiet import import_tensorflow
 from library.data.service import CONNECT_TIMEOUT_SECS, check_reachable
 
 WORKER_WAIT_SECS = 120.0
@@ -54,6 +55,77 @@ def wait_until_reachable(
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Starts a dispatcher or a worker and serves until stopped; the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    prog = parser.prog
+    if args.role == "worker":
+        try:
+            wait_until_reachable(
+                args.dispatcher_address, args.wait_secs, lambda line: print(line, flush=True)
+            )
+        except DataServiceError as error:
+            print(
+                f"{prog}: error: {str(error).replace('data_service_address', 'dispatcher')} "
+                f"(waited {args.wait_secs:g} s: --wait_secs)",
+                file=sys.stderr,
+            )
+            return 2
+    tf = import_tensorflow()
+    try:
+        server = _dispatcher(tf, args) if args.role == "dispatcher" else _worker(tf, args)
+    except tf.errors.OpError as error:
+        print(
+            f"{prog}: error: port {args.port}: {first_line(error)} (in use? choose another --port)",
+            file=sys.stderr,
+        )
+        return 2
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # Waiting in Python, not in server.join(): a signal reaches its handler only between
+    # Python bytecodes, and join() blocks in C++ until the server ends (it never does).
+    with contextlib.suppress(KeyboardInterrupt):
+        while server is not None:  # holds the server, which stops when collected
+            time.sleep(3600)
+    return 0
+
+
+def _dispatcher(tf, args):
+    service = tf.data.experimental.service
+    config = service.DispatcherConfig(
+        port=args.port,
+        work_dir=args.work_dir or None,
+        fault_tolerant_mode=bool(args.work_dir),
+        worker_timeout_ms=int(args.worker_timeout_secs * 1000),
+    )
+    server = service.DispatchServer(config)
+    where = f"grpc://{socket.gethostname()}:{args.port}"
+    journal = f", journal in {args.work_dir}" if args.work_dir else ""
+    print(
+        f"tf.data service dispatcher listening on {where} (data_service_address: {where}){journal}",
+        flush=True,
+    )
+    return server
+
+
+def _worker(tf, args):
+    service = tf.data.experimental.service
+    address = args.worker_address or f"{socket.gethostname()}:{args.port}"
+    server = service.WorkerServer(
+        service.WorkerConfig(
+            dispatcher_address=args.dispatcher_address.removeprefix("grpc://"),
+            worker_address=address,
+            port=args.port,
+        )
+    )
+    print(
+        f"tf.data service worker listening on {address}, serving the dispatcher at "
+        f"{args.dispatcher_address}",
+        flush=True,
+    )
+    return server
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m library.cli.data_service",
         description="Start a tf.data service dispatcher or worker; it runs until stopped.",
@@ -87,69 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         default=WORKER_WAIT_SECS,
         help="how long to wait for the dispatcher to answer before giving up",
     )
-    args = parser.parse_args(argv)
-    prog = parser.prog
-    if args.role == "worker":
-        try:
-            wait_until_reachable(
-                args.dispatcher_address, args.wait_secs, lambda line: print(line, flush=True)
-            )
-        except DataServiceError as error:
-            print(
-                f"{prog}: error: {str(error).replace('data_service_address', 'dispatcher')} "
-                f"(waited {args.wait_secs:g} s: --wait_secs)",
-                file=sys.stderr,
-            )
-            return 2
-    from library.base.quiet import import_tensorflow
-
-    tf = import_tensorflow()
-    service = tf.data.experimental.service
-    host = socket.gethostname()
-    try:
-        if args.role == "dispatcher":
-            config = service.DispatcherConfig(
-                port=args.port,
-                work_dir=args.work_dir or None,
-                fault_tolerant_mode=bool(args.work_dir),
-                worker_timeout_ms=int(args.worker_timeout_secs * 1000),
-            )
-            server = service.DispatchServer(config)
-            where = f"grpc://{host}:{args.port}"
-            journal = f", journal in {args.work_dir}" if args.work_dir else ""
-            print(
-                f"tf.data service dispatcher listening on {where} (data_service_address: "
-                f"{where}){journal}",
-                flush=True,
-            )
-        else:
-            address = args.worker_address or f"{host}:{args.port}"
-            server = service.WorkerServer(
-                service.WorkerConfig(
-                    dispatcher_address=args.dispatcher_address.removeprefix("grpc://"),
-                    worker_address=address,
-                    port=args.port,
-                )
-            )
-            print(
-                f"tf.data service worker listening on {address}, serving the dispatcher at "
-                f"{args.dispatcher_address}",
-                flush=True,
-            )
-    except tf.errors.OpError as error:
-        reason = first_line(error)
-        print(
-            f"{prog}: error: port {args.port}: {reason} (in use? choose another --port)",
-            file=sys.stderr,
-        )
-        return 2
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    # Waiting in Python, not in server.join(): a signal reaches its handler only between
-    # Python bytecodes, and join() blocks in C++ until the server ends (it never does).
-    with contextlib.suppress(KeyboardInterrupt):
-        while server is not None:  # holds the server, which stops when collected
-            time.sleep(3600)
-    return 0
+    return parser
 
 
 if __name__ == "__main__":

@@ -254,7 +254,8 @@ def _tfrecords(pattern: str) -> bool:
 
 def _print_outputs(params: Params) -> None:
     print(
-        f"checkpoints and TensorBoard logs: {params.model_dir}  (tensorboard --logdir {params.model_dir})"
+        f"checkpoints and TensorBoard logs: {params.model_dir}  (tensorboard --logdir "
+        f"{params.model_dir})"
     )
     if params.plots:
         print(f"plots: {os.path.join(params.model_dir, 'plots')}")

@@ -99,34 +99,13 @@ def resolve(
         ConfigError: for any unknown key or set, wrong type or range, or unreadable file.
     """
     schema = Schema(hyperparameters, run_options)
-    parser = build_arg_parser(schema, prog)
-    args, unknown = parser.parse_known_args(argv)
-    for token in unknown:
-        if token.startswith("--"):
-            key = token[2:].split("=", 1)[0]
-            if key in RENAMED:
-                raise ConfigError(f"--{key} is now called --{RENAMED[key]}")
-            options = [
-                *schema.by_name,
-                "config_set",
-                "project_file",
-                "mode",
-                "print_config",
-                "sweep",
-            ]
-            close = difflib.get_close_matches(key, options, n=1)
-            hint = f" (did you mean --{close[0]}?)" if close else ""
-            raise ConfigError(f"unknown option --{key}{hint}; see --help")
-        raise ConfigError(
-            f"unexpected argument {token!r} (options are --key value; quote glob patterns "
-            "so the shell does not expand them)"
-        )
+    args, unknown = build_arg_parser(schema, prog).parse_known_args(argv)
+    _refuse_unknown(unknown, schema)
     overrides = {
         name: schema.coerce(name, getattr(args, name), f"--{name}")
         for name in schema.by_name
         if hasattr(args, name)
     }
-
     values = schema.defaults()
     project_path = args.project_file
     project_set = select_set(load_sets(project_path), args.config_set, project_path)
@@ -149,6 +128,23 @@ def resolve(
         except ValueError as error:
             raise ConfigError(f"{args.config_set}: {error}") from None
     return params, args
+
+
+def _refuse_unknown(tokens: Sequence[str], schema: Schema) -> None:
+    """One line for the first argument the command line does not know (with a close name)."""
+    for token in tokens:
+        if not token.startswith("--"):
+            raise ConfigError(
+                f"unexpected argument {token!r} (options are --key value; quote glob patterns "
+                "so the shell does not expand them)"
+            )
+        key = token[2:].split("=", 1)[0]
+        if key in RENAMED:
+            raise ConfigError(f"--{key} is now called --{RENAMED[key]}")
+        options = [*schema.by_name, "config_set", "project_file", "mode", "print_config", "sweep"]
+        close = difflib.get_close_matches(key, options, n=1)
+        hint = f" (did you mean --{close[0]}?)" if close else ""
+        raise ConfigError(f"unknown option --{key}{hint}; see --help")
 
 
 def _check_best_metric(params: Params, metrics: Sequence[str]) -> None:

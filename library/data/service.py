@@ -37,8 +37,13 @@ def failure_line(error, address: str, model_dir: str) -> str | None:
 
     # The errors of a server gone (a data error raised in a worker, say a corrupt record, is
     # an InvalidArgumentError and is reported as it is).
-    lost = (tf.errors.NotFoundError, tf.errors.UnavailableError, tf.errors.AbortedError,
-            tf.errors.CancelledError, tf.errors.DeadlineExceededError)  # fmt: skip
+    lost = (
+        tf.errors.NotFoundError,
+        tf.errors.UnavailableError,
+        tf.errors.AbortedError,
+        tf.errors.CancelledError,
+        tf.errors.DeadlineExceededError,
+    )
     if not isinstance(error, lost):
         return None
     message = error.message

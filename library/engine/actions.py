@@ -27,7 +27,9 @@ class LogProgress(Action):
     INPUT_BOUND = 0.5
     CHECK_STEPS_LEFT = 16  # steps: a run about to end is not worth the check's few seconds
 
-    def __init__(self, intervals: tuple[int, ...], trainer, progress: Progress, writer, recorders: Recorders):  # fmt: skip
+    def __init__(
+        self, intervals: tuple[int, ...], trainer, progress: Progress, writer, recorders: Recorders
+    ):
         self.intervals, self.trainer = intervals, trainer
         self.progress, self.writer, self.recorders = progress, writer, recorders
         self.periods, self.warned = 0, False
@@ -55,12 +57,14 @@ class LogProgress(Action):
                     tf.summary.scalar(name, value)
         self.recorders.on_train_log(step, values)
         self.periods += 1
-        if (
-            self.periods == 2
-            and self.trainer.measure_input is not None
-            and self.progress.total - step >= self.CHECK_STEPS_LEFT
-        ):
-            # The first period filled the pipeline and traced the step: measure now, once.
+        self._check_input(step, values)
+
+    def _check_input(self, step: int, values: dict) -> None:
+        """At the second log (the first filled the pipeline and traced the step) the input
+        check, once; where it cannot run alone, a warning when the step waited for input
+        more than half the time."""
+        enough_left = self.progress.total - step >= self.CHECK_STEPS_LEFT
+        if self.periods == 2 and self.trainer.measure_input is not None and enough_left:
             self.warned = True
             self.progress.pause()
             try:
@@ -71,13 +75,14 @@ class LogProgress(Action):
             finally:
                 self.progress.resume()
             with self.writer.as_default(step=step):  # the figures, in TensorBoard's train/
-                tf.summary.scalar("input_check/pipeline_batches_per_sec", verdict.pipeline_batches_per_sec)  # fmt: skip
+                rate = verdict.pipeline_batches_per_sec
+                tf.summary.scalar("input_check/pipeline_batches_per_sec", rate)
                 tf.summary.scalar("input_check/step_per_sec", verdict.step_per_sec)
             line = verdict.line(values["steps_per_sec"])
             if line:
                 self.progress.say(line)
         elif self.periods > 1 and values["input_wait"] > self.INPUT_BOUND and not self.warned:
-            self.warned = True  # measured alone it cannot be (several replicas, a service)
+            self.warned = True
             self.progress.say(
                 f"warning: the run is input-bound: the step waited for input "
                 f"{values['input_wait']:.0%} of the time up to step {step}; try a cheaper "
@@ -152,18 +157,10 @@ class Evaluate(Action):
         self.progress.pause()  # evaluation time is not training throughput
         started = time.perf_counter()
         # SaveCheckpoint ran just before: an evaluation always follows a save at its step.
-        train_loss, train_terms, learning_rate = self.saver.recorded
-        results = self.evaluator.evaluate(self.trainer.model, self.input_fn, self.max_batches)
-        evaluation = self.evaluator.evaluation(
-            step,
-            self.trainer.plan.epoch(step),
-            results,
-            self.trainer.model,
-            self.saver.last or "",
-            train_loss,
-            train_terms,
-            learning_rate,
-        )
+        model = self.trainer.model
+        self.evaluator.evaluate(model, self.input_fn, self.max_batches)
+        epoch, checkpoint = self.trainer.plan.epoch(step), self.saver.last or ""
+        evaluation = self.evaluator.evaluation(step, epoch, model, checkpoint, self.saver.recorded)
         # Given again after a kill, it reaches recorders after the one that keeps the best
         # (and says whether it is one): the run state knows.
         best = self.trainer.run_state.best

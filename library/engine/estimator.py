@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import keras
@@ -129,7 +129,14 @@ class Estimator:
     def from_functions(cls, functions: Functions, params: config.Params, **kwargs) -> Estimator:
         """The Estimator of a ``Functions`` (what ``run.py`` hands the library)."""
         named = {k: getattr(functions, k) for k in functions.__dataclass_fields__}
-        return cls(named.pop("model_fn"), named.pop("loss_fn"), named.pop("optimizer_fn"), params, **named, **kwargs)  # fmt: skip
+        return cls(
+            named.pop("model_fn"),
+            named.pop("loss_fn"),
+            named.pop("optimizer_fn"),
+            params,
+            **named,
+            **kwargs,
+        )
 
     # -- training ------------------------------------------------------------------------
 
@@ -153,43 +160,50 @@ class Estimator:
         try:
             with FolderLock(params.model_dir, say=self.say), StopRequest() as stop:
                 writers = Summaries(params.model_dir)
-                trainer = None
                 try:
-                    trainer = self._start(input_fn, params)
-                    resumed = trainer.step if trainer.restored else None
-                    trainer.goodput = Goodput(params.model_dir, resumed, self.started)
-                    progress = Progress(
-                        params.progress,
-                        max_steps,
-                        trainer.plan.epoch,
-                        params.train_batch_size,
-                        trainer.step,
-                    )
-                    steps_actions = self._actions(
-                        trainer, writers, progress, input_fn, eval_spec, stop, params
-                    )
-                    step = run_loop(
-                        trainer,
-                        max_steps,
-                        steps_actions,
-                        progress,
-                        params.steps_per_execution,
-                        params.max_nonfinite_steps,
-                        stop,
-                        self.say,
-                    )
-                    distribute.barrier(self.strategy)
-                    self._account(trainer, writers, ended=True)
-                    return step
-                except BaseException:
-                    if trainer is not None:
-                        self._account(trainer, writers, ended=False)
-                    raise
+                    return self._train(input_fn, params, max_steps, eval_spec, writers, stop)
                 finally:
                     writers.flush()
         finally:
             if not chief:
                 remove_tree(params.model_dir)
+
+    def _train(self, input_fn, params, max_steps, eval_spec, writers, stop) -> int:
+        """Training in its folder (locked): start or resume, the actions, the loop, the time
+        account however it ends."""
+        trainer = self._start(input_fn, params)
+        resumed = trainer.step if trainer.restored else None
+        trainer.goodput = Goodput(params.model_dir, resumed, self.started)
+        try:
+            progress = Progress(
+                params.progress,
+                max_steps,
+                trainer.plan.epoch,
+                params.train_batch_size,
+                trainer.step,
+            )
+            steps_actions, recorders, evaluate = self._actions(
+                trainer, writers, progress, eval_spec, stop, params
+            )
+            recorders.start(Run(params, writers, progress.say, input_fn, self.strategy, stop.ask))
+            if evaluate is not None:
+                evaluate.catch_up(self.say)
+            step = run_loop(
+                trainer,
+                max_steps,
+                steps_actions,
+                progress,
+                params.steps_per_execution,
+                params.max_nonfinite_steps,
+                stop,
+                self.say,
+            )
+            distribute.barrier(self.strategy)
+        except BaseException:
+            self._account(trainer, writers, ended=False)
+            raise
+        self._account(trainer, writers, ended=True)
+        return step
 
     def _account(self, trainer: Trainer, writers: Summaries, ended: bool) -> None:
         """The time account of this start (``goodput.json``, TensorBoard's ``goodput/``), and
@@ -284,34 +298,19 @@ class Estimator:
         project = [r for r in self.project_recorders if chief or r.everywhere]
         return [*recorders, *extra, SayEvaluation(say), *project]
 
-    def _actions(self, trainer, writers, progress, input_fn, eval_spec, stop, params) -> list:
+    def _actions(self, trainer, writers, progress, eval_spec, stop, params) -> tuple:
+        """``(actions in the order the loop calls them, their recorders, the evaluate
+        action or None)``: built, nothing started."""
         plan, state, chief = trainer.plan, trainer.run_state, distribute.is_chief(self.strategy)
         evaluate_every = plan.eval_every_steps if eval_spec is not None else 0
         saver = actions.SaveCheckpoint((plan.checkpoint_every_steps, evaluate_every), trainer)
-        project_recorders = [r for r in self.project_recorders if chief or r.everywhere]
         if eval_spec is None:
-            recorders = Recorders(project_recorders, progress.say, state.delivered, state.write)
+            project_recorders = [r for r in self.project_recorders if chief or r.everywhere]
+            recorded = project_recorders
         else:
-            patience = Patience.from_params(params)
-            extra = []
-            if patience.active:  # its state is the run state's, beside the checkpoint
-                patience.restore(state.saved.get("patience"))
-                state.patience = patience
-                trainer.state.lr_multiplier.assign(patience.multiplier)
-                extra.append(ApplyPatience(patience, trainer, stop, progress.say))
-                if patience.stopped_at is not None:
-                    stop.ask(
-                        f"{patience.stop_reason()}: nothing more to train (raise "
-                        "early_stopping_patience, or train into a new model_dir)"
-                    )
-            recorders = Recorders(
-                self._recorders(writers, params, progress.say, state, extra),
-                progress.say,
-                state.delivered,
-                state.write,
-            )
-        run = Run(params, writers, progress.say, input_fn, self.strategy, stop.ask)
-        recorders.start(run)
+            extra = self._patience(trainer, stop, progress, params)
+            recorded = self._recorders(writers, params, progress.say, state, extra)
+        recorders = Recorders(recorded, progress.say, state.delivered, state.write)
         log = actions.LogProgress(
             (plan.log_every_steps, evaluate_every), trainer, progress, writers.train, recorders
         )
@@ -322,7 +321,7 @@ class Estimator:
             directory = os.path.join(params.model_dir, "profile")
             train_actions.append(actions.Profile(first, last, directory, trainer.step, self.say))
         if eval_spec is None:
-            return [*train_actions, actions.Finish(recorders)]
+            return [*train_actions, actions.Finish(recorders)], recorders, None
         evaluate = actions.Evaluate(
             plan.eval_every_steps,
             trainer,
@@ -333,8 +332,23 @@ class Estimator:
             recorders,
             progress,
         )
-        evaluate.catch_up(self.say)
-        return [*train_actions, evaluate]
+        return [*train_actions, evaluate], recorders, evaluate
+
+    def _patience(self, trainer, stop, progress, params) -> list:
+        """The plateau and early-stopping recorder when its rules are on (its state the run
+        state's), as a list to add to the recorders."""
+        patience = Patience.from_params(params)
+        if not patience.active:
+            return []
+        patience.restore(trainer.run_state.saved.get("patience"))
+        trainer.run_state.patience = patience
+        trainer.state.lr_multiplier.assign(patience.multiplier)
+        if patience.stopped_at is not None:
+            stop.ask(
+                f"{patience.stop_reason()}: nothing more to train (raise "
+                "early_stopping_patience, or train into a new model_dir)"
+            )
+        return [ApplyPatience(patience, trainer, stop, progress.say)]
 
     # -- evaluation, prediction, export ----------------------------------------------------
 
@@ -399,11 +413,6 @@ class Estimator:
         results = self.evaluator.evaluate(model, input_fn, steps)
         results["checkpoint"] = prefix
         return results
-
-    def predict(self, input_fn: InputFn, checkpoint: str = "latest") -> Iterator[dict]:
-        """Yields one dict of predictions per example (plus ``filename`` when given)."""
-        model, _ = self.restore_model(checkpoint)
-        yield from export.predict(model, input_fn, self.functions, self.params)
 
     def export_saved_model(self, export_dir: str, checkpoint: str = "latest") -> str:
         """Exports a SavedModel whose ``serving_default`` takes the project's serving inputs.

@@ -26,9 +26,10 @@ def observer_model(model: keras.Model) -> keras.Model | None:
     such layers (or the model is not functional)."""
     try:
         blocks = [
-            layer for layer in model._flatten_layers(include_self=False)
+            layer
+            for layer in model._flatten_layers(include_self=False)
             if layer.name.startswith(BLOCK_PREFIX)
-        ]  # fmt: skip
+        ]
         if not blocks:
             return None
         activations = {layer.name: layer.output for layer in blocks}
@@ -67,6 +68,7 @@ class Evaluator:
         self._restorable: keras.Model | None = None  # built once, for checkpoints
         self.terms: tuple[str, ...] = ()  # the loss terms, once compiled
         self.arrays: dict[str, np.ndarray] = {}  # the recorders' metrics, last evaluation
+        self.results: dict[str, float] = {}  # of the last evaluation
         self.first_batch: tuple | None = None  # (features, labels) of the last evaluation
         self.first_outputs = None  # the model's outputs on it
         self.activations: dict[str, np.ndarray] = {}  # each encoder block's output on it
@@ -104,6 +106,7 @@ class Evaluator:
         results = {name: float(m.result()) for name, m in losses.items()}
         results.update({name: float(m.result()) for name, m in metrics.items()})
         self.arrays = {name: np.asarray(m.result()) for name, m in extras.items()}
+        self.results = results
         return results
 
     def _dataset(self, input_fn: Callable, features):
@@ -138,22 +141,25 @@ class Evaluator:
         return self._compiled
 
     def evaluation(
-        self, step, epoch, results, model, checkpoint, train_loss, train_terms, learning_rate
+        self, step: int, epoch: float | None, model: keras.Model, checkpoint: str, trained: tuple
     ) -> Evaluation:
-        """The ``Evaluation`` of the last ``evaluate``, for the recorders."""
+        """The ``Evaluation`` of the last ``evaluate`` (of ``model`` at ``step``, whose weights
+        ``checkpoint`` holds), for the recorders; ``trained`` is what the step state recorded
+        of the training before it (``StepState.recorded``: train loss, its terms, rate)."""
+        train_loss, train_terms, learning_rate = trained
         return Evaluation(
-            step,
-            epoch,
-            results,
-            train_loss,
-            learning_rate,
-            model,
-            checkpoint,
-            train_terms,
-            self.first_batch,
-            self.first_outputs,
-            self.activations,
-            self.arrays,
+            step=step,
+            epoch=epoch,
+            results=self.results,
+            train_loss=train_loss,
+            learning_rate=learning_rate,
+            model=model,
+            checkpoint=checkpoint,
+            train_terms=train_terms,
+            first_batch=self.first_batch,
+            first_outputs=self.first_outputs,
+            activations=self.activations,
+            arrays=self.arrays,
         )
 
     def restore(self, prefix: str, terms=()) -> tuple[keras.Model, steps.StepState]:
@@ -237,17 +243,14 @@ def _evaluate_checkpoint(evaluator, prefix, step, plan, input_fn, max_batches):
     whole."""
     try:
         model, state = evaluator.restore(prefix, evaluator.terms)
-        results = evaluator.evaluate(model, input_fn, max_batches)
+        evaluator.evaluate(model, input_fn, max_batches)
         if evaluator.terms and not state.terms:  # known now: read them from the checkpoint
             _, state = evaluator.restore(prefix, evaluator.terms)
     except (checkpoints.CheckpointError, tf.errors.NotFoundError):
         if tf.io.gfile.exists(f"{prefix}.index"):
             raise
         return None
-    train_loss, train_terms, learning_rate = state.recorded()
-    return evaluator.evaluation(
-        step, plan.epoch(step), results, model, prefix, train_loss, train_terms, learning_rate
-    )
+    return evaluator.evaluation(step, plan.epoch(step), model, prefix, state.recorded())
 
 
 def _say_deleted(seen: int, step: int, every: int, model_dir: str, say) -> None:

@@ -38,17 +38,21 @@ class StepState(tf.Module):
     def __init__(self, terms: Sequence[str] = ()):
         super().__init__()
         self.terms = tuple(terms)
-        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step", aggregation=_FIRST)  # fmt: skip
-        self.nonfinite_in_a_row = tf.Variable(0, dtype=tf.int64, trainable=False, aggregation=_FIRST)  # fmt: skip
+        self.step = tf.Variable(
+            0, dtype=tf.int64, trainable=False, name="global_step", aggregation=_FIRST
+        )
+        self.nonfinite_in_a_row = tf.Variable(
+            0, dtype=tf.int64, trainable=False, aggregation=_FIRST
+        )
         self.nonfinite_total = tf.Variable(0, dtype=tf.int64, trainable=False, aggregation=_FIRST)
         self.grad_norm = tf.Variable(0.0, dtype=tf.float32, trainable=False, aggregation=_FIRST)
-        self.learning_rate = tf.Variable(0.0, dtype=tf.float32, trainable=False, aggregation=_FIRST)  # fmt: skip
+        self.learning_rate = tf.Variable(0.0, dtype=tf.float32, trainable=False, aggregation=_FIRST)
         # The learning-rate schedule's length, fixed by the run that started model_dir.
         self.schedule_steps = tf.Variable(0, dtype=tf.int64, trainable=False, aggregation=_FIRST)
         # Seconds the train loop waited for input since the last log line.
         self.input_wait = tf.Variable(0.0, dtype=tf.float64, trainable=False, aggregation=_FIRST)
         # A factor on every update, on top of the schedule (lowered on a plateau).
-        self.lr_multiplier = tf.Variable(1.0, dtype=tf.float32, trainable=False, aggregation=_FIRST)  # fmt: skip
+        self.lr_multiplier = tf.Variable(1.0, dtype=tf.float32, trainable=False, aggregation=_FIRST)
         self.log_loss = keras.metrics.Mean(name="log_loss")  # since the last log line
         # The training loss since the last checkpoint, as a sum and a count of (finite) steps:
         # plain variables, so that each checkpoint holds the loss of the steps before it.
@@ -82,7 +86,10 @@ class StepState(tf.Module):
         totals = self.log_terms_total.numpy()
         self.log_terms_total.assign(tf.zeros_like(self.log_terms_total))
         self.log_terms_count.assign(0.0)
-        return {name: float(t) / count if count else float("nan") for name, t in zip(self.terms, totals, strict=True)}  # fmt: skip
+        return {
+            name: float(t) / count if count else float("nan")
+            for name, t in zip(self.terms, totals, strict=True)
+        }
 
     def recorded(self) -> tuple[float | None, dict[str, float], float]:
         """``(train loss, loss terms, learning rate)`` as a checkpoint of this state holds

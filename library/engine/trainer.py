@@ -99,6 +99,10 @@ def create_trainer(
 ) -> Trainer:
     """Builds (or restores from ``params.model_dir``) everything a training run holds.
 
+    Longer than most: it is the one place that says in which order a run is assembled
+    (what is restored depends on what was, the optimizer on the restored plan); each part
+    is a helper below.
+
     Args:
         functions: the project's functions.
         params: the resolved configuration.
@@ -116,6 +120,73 @@ def create_trainer(
     Raises:
         checkpoints.CheckpointError: checkpoints exist and none restores.
     """
+    _prepare_process(params, say)
+    model, features, dataset, state = _model_and_input(functions, params, input_fn, strategy)
+    source = restore_dir or params.model_dir
+    restored = checkpoints.restore_latest(
+        tf.train.Checkpoint(model=model, state=state),
+        source,
+        say,
+        read_only=source != params.model_dir,
+    )
+    restored_record = state.recorded() if restored else (None, {}, 0.0)
+    if restored:  # the sums of the period that ended there: the next one starts afresh
+        state.reset_checkpoint_loss()
+        kept = int(state.schedule_steps.numpy())  # the schedule's length the run began with
+        plan = plan.replace(schedule_steps=kept or plan.schedule_steps)
+    _warm_start(model, params, restored, say)
+    state.schedule_steps.assign(plan.schedule_steps)
+    optimizer, loss_scale = _optimizer(functions, params, plan, strategy, model)
+    iterator = iter(dataset)
+    refresh_statistics = _statistics_refresher(
+        strategy, model, input_fn, params.batch_norm_refresh_batches, features, params.deterministic
+    )
+    saved = _checkpointed(model, optimizer, loss_scale, state, params, data_decided)
+    if params.checkpoint_input_pipeline or params.deterministic:  # exact: where the data is
+        saved["iterator"] = iterator
+        if refresh_statistics is not None:  # its batches too
+            saved["statistics_iterator"] = refresh_statistics.iterator
+    if restored:  # the rest of the checkpoint (the model and step state are restored)
+        _restore_the_rest(saved, model, restored, say)
+    manager = tf.train.CheckpointManager(
+        tf.train.Checkpoint(**saved),
+        params.model_dir,
+        max_to_keep=params.keep_checkpoints,
+        step_counter=state.step,
+    )
+    update = loss_scale or optimizer
+    train_loop = _train_loop(functions, params, strategy, model, update, state, say)
+    trainer = Trainer(
+        strategy, model, optimizer, state, plan, manager, train_loop, iterator, restored
+    )
+    trainer.refresh_statistics = refresh_statistics
+    _watch(trainer, input_fn, functions, params)
+    if restored:
+        trainer.saved_step, trainer.last_saved = trainer.step, restored
+        trainer.restored_record = restored_record
+        trainer.run_state = RunState(run_state_file.read(restored))
+        trainer.run_state.prefix = restored if source == params.model_dir else None
+    return trainer
+
+
+def _model_and_input(functions, params, input_fn, strategy) -> tuple:
+    """``(model, the features it takes, the distributed training dataset, step state)``."""
+    with strategy.scope(), precision(params.mixed_precision):
+        model = functions.model_fn(params)
+    features = model_feature_names(model)
+    dataset = distribute.distribute_dataset(
+        strategy, input_fn, params.data_service_address, features, params.deterministic
+    )
+    spec = distribute.element_spec(strategy, dataset, input_fn)
+    if params.xla:
+        steps.check_compilable(spec, features)
+    with strategy.scope():
+        state = steps.StepState(steps.loss_terms(functions.loss_fn, model, params, spec))
+    return model, features, dataset, state
+
+
+def _prepare_process(params: Params, say: Callable[[str], None]) -> None:
+    """Seeds, and what holds for the whole process: op determinism, a note on bfloat16."""
     keras.utils.set_random_seed(params.random_seed)
     emulated = not _accelerators() and not distribute.cpu_computes_bfloat16()
     if params.mixed_precision == "mixed_bfloat16" and emulated:
@@ -126,117 +197,97 @@ def create_trainer(
         )
     if params.deterministic:  # for the whole process: no op may choose its order
         tf.config.experimental.enable_op_determinism()
-    with strategy.scope(), precision(params.mixed_precision):
-        model = functions.model_fn(params)
-    features = model_feature_names(model)
-    dataset = distribute.distribute_dataset(
-        strategy, input_fn, params.data_service_address, features, params.deterministic
-    )
-    spec = distribute.element_spec(strategy, dataset, input_fn)
-    if params.xla:
-        steps.check_compilable(spec, features)
-    terms = steps.loss_terms(functions.loss_fn, model, params, spec)
-    with strategy.scope():
-        state = steps.StepState(terms)
-    restored = checkpoints.restore_latest(
-        tf.train.Checkpoint(model=model, state=state),
-        restore_dir or params.model_dir,
-        say,
-        read_only=restore_dir not in (None, params.model_dir),
-    )
-    restored_record = (None, {}, 0.0)
-    seeds = seed_states(model)
-    if restored:
-        # The train loss sums of the period that ended at the checkpoint: kept for its
-        # evaluation if it is made again, then cleared (the next period starts here).
-        restored_record = state.recorded()
-        state.reset_checkpoint_loss()
-        _restore_optional({"seeds": seeds}, restored, "random state of the layers", say)
+
+
+def _warm_start(model: keras.Model, params: Params, restored: str | None, say) -> None:
+    """Restore once, then resume: a warm start only for a run with no checkpoint."""
     if params.warm_start_from and restored:
         say(f"warm_start_from ignored: {params.model_dir} has a checkpoint to resume from")
-    elif params.warm_start_from:  # restore once, then resume: only a run with no checkpoint
+    elif params.warm_start_from:
         warm_start.warm_start(
             model, params.warm_start_from, params.warm_start_vars, params.warm_start_name_map, say
         )
-    variables, scales = warm_start.update_scales(model, params.lr_mult, say)
-    if restored and int(state.schedule_steps.numpy()) > 0:
-        plan = plan.replace(schedule_steps=int(state.schedule_steps.numpy()))
-    state.schedule_steps.assign(plan.schedule_steps)
+
+
+def _optimizer(functions, params, plan, strategy, model):
+    """``(optimizer, loss scale or None)``, built on every trainable variable, frozen ones
+    too: its slots are saved by position, so a resume with another lr_mult restores each
+    slot into its own variable."""
     with strategy.scope():
         optimizer = functions.optimizer_fn(params, plan)
         loss_scale = None
         if params.mixed_precision == "mixed_float16":
             loss_scale = keras.optimizers.LossScaleOptimizer(optimizer)
-        # Built on every trainable variable, frozen ones too: its slots are saved by position,
-        # so a resume with another lr_mult restores each slot into its own variable.
         (loss_scale or optimizer).build(model.trainable_variables)
-    if restored:  # the optimizer is built from the restored plan, then restored itself
-        _check_same_trainables(model, restored)
-        checkpoints.restore_from(tf.train.Checkpoint(optimizer=optimizer), restored)
-    # The loss scale apart from the optimizer: checkpoints restore across precisions.
-    saved = {"model": model, "optimizer": optimizer, "state": state, "seeds": seeds}
+    return optimizer, loss_scale
+
+
+def _checkpointed(model, optimizer, loss_scale, state, params, data_decided) -> dict:
+    """What each checkpoint holds: the model, the optimizer (and apart, the loss scale:
+    checkpoints restore across precisions), the step state, the layers' random state and
+    what the data decided."""
+    saved = {"model": model, "optimizer": optimizer, "state": state, "seeds": seed_states(model)}
     saved[decided.KEY] = decided.variable(data_decided or {})
     if loss_scale is not None:
         saved["loss_scale"] = loss_scale
-        if restored:
-            _restore_loss_scale(loss_scale, restored, say)
-    iterator = iter(dataset)
-    refresh_statistics = _statistics_refresher(
-        strategy, model, input_fn, params.batch_norm_refresh_batches, features, params.deterministic
-    )
-    if params.checkpoint_input_pipeline or params.deterministic:  # exact: where the data is
-        saved["iterator"] = iterator
-        if refresh_statistics is not None:  # its batches too, for an exact resume
-            saved["statistics_iterator"] = refresh_statistics.iterator
-        if restored:  # apart from the rest: an older checkpoint may not hold them
-            _restore_input_position(saved, restored, say)
-    manager = tf.train.CheckpointManager(
-        tf.train.Checkpoint(**saved),
-        params.model_dir,
-        max_to_keep=params.keep_checkpoints,
-        step_counter=state.step,
-    )
+    return saved
+
+
+def _restore_the_rest(saved: dict, model: keras.Model, prefix: str, say) -> None:
+    """The optimizer (it must restore: what trains must not have changed), then what a
+    checkpoint of an older version may not hold: the layers' random state, the loss scale,
+    the input position, each said when it starts afresh."""
+    _check_same_trainables(model, prefix)
+    checkpoints.restore_from(tf.train.Checkpoint(optimizer=saved["optimizer"]), prefix)
+    _restore_optional({"seeds": saved["seeds"]}, prefix, "random state of the layers", say)
+    if "loss_scale" in saved:
+        _restore_optional({"loss_scale": saved["loss_scale"]}, prefix, "loss scale", say)
+    iterators = {k: v for k, v in saved.items() if k.endswith("iterator")}
+    if iterators and _restore_optional(iterators, prefix, "input position", say):
+        say("the input pipeline resumes at its saved position")
+
+
+def _train_loop(functions, params, strategy, model, optimizer, state, say):
+    """The compiled loop of train steps (``library/engine/steps.py``)."""
+    variables, scales = warm_start.update_scales(model, params.lr_mult, say)
     train_step = steps.build_train_step(
         model,
         functions.loss_fn,
-        loss_scale or optimizer,
+        optimizer,
         params,
         state,
         variables,
         scales,
         scale_updates=params.plateau_patience > 0,  # a plateau lowers lr_multiplier
     )
-    train_loop = steps.build_train_loop(
+    return steps.build_train_loop(
         strategy, train_step, state, params.xla, time_input=not params.deterministic
     )
-    trainer = Trainer(
-        strategy, model, optimizer, state, plan, manager, train_loop, iterator, restored
-    )
-    trainer.refresh_statistics = refresh_statistics
-    alone = strategy.num_replicas_in_sync == 1 and not params.data_service_address
-    if params.input_check and alone:  # measured alone it cannot be otherwise
-        trainer.measure_input = lambda: measure_input(input_fn, model, functions.loss_fn, params)
+
+
+def _watch(trainer: Trainer, input_fn: Callable, functions: Functions, params: Params) -> None:
+    """The input check, once a run (measured alone it must be), and the watchdog of a
+    trainer fed by the tf.data service."""
+    alone = trainer.strategy.num_replicas_in_sync == 1 and not params.data_service_address
+    if params.input_check and alone:
+        model, loss_fn = trainer.model, functions.loss_fn
+        trainer.measure_input = lambda: measure_input(input_fn, model, loss_fn, params)
     if params.data_service_address:
-        trainer.stall_watch = StallWatch(
-            lambda: int(state.step.numpy()),
-            params.data_service_timeout_secs,
-            lambda: (
-                f"no training batch from the tf.data service at {params.data_service_address} "
-                f"for {params.data_service_timeout_secs:g} s (data_service_timeout_secs): its "
-                "workers are gone or stalled; start a worker and run the same command: "
-                + (
-                    f"it resumes from step {trainer.saved_step} ({trainer.last_saved})"
-                    if trainer.last_saved
-                    else "it starts again (no checkpoint was saved yet)"
-                )
-            ),
-        )
-    if restored:
-        trainer.saved_step, trainer.last_saved = trainer.step, restored
-        trainer.restored_record = restored_record
-        trainer.run_state = RunState(run_state_file.read(restored))
-        trainer.run_state.prefix = restored if restore_dir in (None, params.model_dir) else None
-    return trainer
+        address, timeout = params.data_service_address, params.data_service_timeout_secs
+
+        def stalled() -> str:
+            where = (
+                f"it resumes from step {trainer.saved_step} ({trainer.last_saved})"
+                if trainer.last_saved
+                else "it starts again (no checkpoint was saved yet)"
+            )
+            return (
+                f"no training batch from the tf.data service at {address} for {timeout:g} s "
+                "(data_service_timeout_secs): its workers are gone or stalled; start a worker "
+                f"and run the same command: {where}"
+            )
+
+        trainer.stall_watch = StallWatch(lambda: trainer.step, timeout, stalled)
 
 
 def _accelerators() -> bool:
@@ -293,13 +344,6 @@ def precision(mixed_precision: str):
         keras.config.set_dtype_policy(previous)
 
 
-def _restore_loss_scale(loss_scale, prefix: str, say: Callable[[str], None]) -> None:
-    try:
-        checkpoints.restore_from(tf.train.Checkpoint(loss_scale=loss_scale), prefix)
-    except (AssertionError, ValueError, tf.errors.OpError):
-        say(f"{prefix} holds no loss scale (trained without mixed_float16): it starts afresh")
-
-
 def _check_same_trainables(model: keras.Model, prefix: str) -> None:
     """Refuses a resume whose trainable variables differ from the checkpoint's (fine_tuning
     changed, say): the optimizer's slots would land in the wrong variables."""
@@ -337,9 +381,3 @@ def _statistics_refresher(
     )
     iterator = iter(dataset)
     return _StatisticsRefresher(refresh, iterator, batches)
-
-
-def _restore_input_position(saved: dict, prefix: str, say: Callable[[str], None]) -> None:
-    iterators = {k: v for k, v in saved.items() if k.endswith("iterator")}
-    if _restore_optional(iterators, prefix, "input position", say):
-        say("the input pipeline resumes at its saved position")

@@ -73,7 +73,8 @@ class BestExporter:
         """
         if self.metric not in results:
             raise CheckpointError(
-                f"best_metric {self.metric!r} is not an evaluation result; use one of: {', '.join(results)}"
+                f"best_metric {self.metric!r} is not an evaluation result; use one of: "
+                f"{', '.join(results)}"
             )
         value = float(results[self.metric])
         if not self.is_better(value):

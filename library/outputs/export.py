@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 
 import keras
 import tensorflow as tf
@@ -89,23 +89,3 @@ def export_saved_model(module: tf.Module, export_dir: str) -> str:
     save_serving_module(module, temporary)
     move_tree(temporary, final)
     return final
-
-
-def predict(
-    model: keras.Model, input_fn: Callable[[], tf.data.Dataset], functions: Functions, params
-) -> Iterator[dict]:
-    """Yields one dict of predictions per example of ``input_fn``'s feature batches (plus
-    ``filename`` when the features have it)."""
-    predict_batch = tf.function(
-        lambda f: dict(
-            functions.predictions_fn(model(model_inputs(model, f), training=False), params)
-        ),
-        reduce_retracing=True,
-    )
-    for element in input_fn():
-        features = element[0] if isinstance(element, tuple) else element
-        batch = {k: v.numpy() for k, v in predict_batch(features).items()}
-        if isinstance(features, Mapping) and "filename" in features:
-            batch["filename"] = features["filename"].numpy()
-        for i in range(len(next(iter(batch.values())))):
-            yield {k: v[i] for k, v in batch.items()}

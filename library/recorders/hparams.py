@@ -14,9 +14,14 @@ from library.recorders.base import Evaluation, Recorder, Run
 
 # The run options that change what trains, shown beside the hyperparameters.
 RUN_KEYS = (
-    "train_batch_size", "train_epochs", "train_steps", "mixed_precision", "warm_start_from",
-    "best_metric", "random_seed",
-)  # fmt: skip
+    "train_batch_size",
+    "train_epochs",
+    "train_steps",
+    "mixed_precision",
+    "warm_start_from",
+    "best_metric",
+    "random_seed",
+)
 
 
 def hparam_value(value):

@@ -64,9 +64,12 @@ def plot_metrics(records: list[dict], plots_dir: str) -> list[str]:
         save_figure(figure, written[-1])
 
     curves(
-        "loss.png", "Loss: a widening gap means overfitting", "loss",
-        [("train loss", "train_loss", "o-"), ("eval loss", "eval_loss", "s-")], log_scale=True,
-    )  # fmt: skip
+        "loss.png",
+        "Loss: a widening gap means overfitting",
+        "loss",
+        [("train loss", "train_loss", "o-"), ("eval loss", "eval_loss", "s-")],
+        log_scale=True,
+    )
     terms = [k.removeprefix("eval_loss/") for k in records[-1] if k.startswith("eval_loss/")]
     if terms:
         named = []

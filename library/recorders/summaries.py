@@ -49,7 +49,7 @@ class Summaries:
 
 def snapshot_weights(model: keras.Model) -> list[tuple[str, np.ndarray]]:
     """``(path, values)`` of every trainable variable, copied to the host: what
-    ``write_weights`` needs, taken in milliseconds so that it can be written in the
+    the weight histograms need, taken in milliseconds so that it can be written in the
     background while training moves on."""
     return [(v.path, np.asarray(v.numpy())) for v in model.trainable_variables]
 
@@ -88,11 +88,6 @@ def histogram_value(name: str, values: np.ndarray, buckets: int = 30) -> summary
     return summary_pb2.Summary.Value(tag=name, metadata=metadata, tensor=tensor)
 
 
-def write_weights(writer, weights: list[tuple[str, np.ndarray]], step: int) -> None:
-    """Histograms of ``weights`` (``snapshot_weights``)."""
-    write_histograms(writer, weights, step)
-
-
 class WriteEvalSummaries(Recorder):
     """Evaluation scalars, weight histograms and the activations of each encoder block
     (layers named ``block...``) on the evaluation's first batch, in ``eval/``.
@@ -110,7 +105,7 @@ class WriteEvalSummaries(Recorder):
         self.writers.scalars(self.writers.eval, evaluation.results, evaluation.step)
         weights = snapshot_weights(evaluation.model)
         step = evaluation.step
-        self.background.submit(write_weights, self.writers.eval, weights, step)
+        self.background.submit(write_histograms, self.writers.eval, weights, step)
         if evaluation.activations:
             self.background.submit(
                 write_activations, self.writers.eval, evaluation.activations, step

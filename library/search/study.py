@@ -1,14 +1,15 @@
 """Searches over several hyperparameters on Optuna: ``run.py --mode search``.
 
 Each trial is an ordinary run of ``train_and_evaluate`` in a folder of its own,
-``<model_dir>/trial-NNNN/{model,best}`` (``model_dir`` is the study's folder), with the values its sampler picked. Its
-evaluations report ``best_metric`` to the study, whose pruner stops a hopeless trial at the
-next chunk of steps. The study lives in a database (``search_storage``; by default a SQLite
-file in ``model_dir``), so the same command started in several processes, on one
-machine or many sharing the database, works on one study. Each process beats a heartbeat:
-a trial whose process was killed is marked failed after ``2 x search_heartbeat_secs`` and
-tried again with the same values, resuming from its folder's checkpoints; a study whose
-every process was killed resumes when the command is started again.
+``<model_dir>/trial-NNNN/{model,best}`` (``model_dir`` is the study's folder), with the
+values its sampler picked. Its evaluations report ``best_metric`` to the study, whose pruner
+stops a hopeless trial at the next chunk of steps. The study lives in a database
+(``search_storage``; by default a SQLite file in ``model_dir``), so the same command started
+in several processes, on one machine or many sharing the database, works on one study. Each
+process beats a heartbeat: a trial whose process was killed is marked failed after
+``2 x search_heartbeat_secs`` and tried again with the same values, resuming from its
+folder's checkpoints; a study whose every process was killed resumes when the command is
+started again.
 
 At the end (of each process): ``trials.csv``, the best trial's values as sets ready to paste
 into the YAML files, and ``history.png`` and ``importances.png`` (Optuna's matplotlib
@@ -81,9 +82,12 @@ def suggest(trial: optuna.Trial, dimension: Dimension):
         return trial.suggest_categorical(dimension.name, list(dimension.choices))
     if isinstance(dimension.low, int) and not isinstance(dimension.low, bool):
         return trial.suggest_int(
-            dimension.name, dimension.low, dimension.high, step=dimension.step or 1,
+            dimension.name,
+            dimension.low,
+            dimension.high,
+            step=dimension.step or 1,
             log=dimension.log,
-        )  # fmt: skip
+        )
     return trial.suggest_float(
         dimension.name, dimension.low, dimension.high, log=dimension.log, step=dimension.step
     )
@@ -121,9 +125,13 @@ def open_study(params: Params, dimensions: list[Dimension]) -> optuna.Study:
     for joined in (False, True):
         try:
             return optuna.create_study(
-                storage=storage, sampler=make_sampler(params, dimensions, seed), pruner=pruner,
-                study_name=params.config_set, direction=direction, load_if_exists=joined,
-            )  # fmt: skip
+                storage=storage,
+                sampler=make_sampler(params, dimensions, seed),
+                pruner=pruner,
+                study_name=params.config_set,
+                direction=direction,
+                load_if_exists=joined,
+            )
         except optuna.exceptions.DuplicatedStudyError:
             if params.search_sampler != "grid":  # a grid's order must be the same everywhere
                 seed = None  # Optuna then seeds from the operating system's entropy
@@ -158,38 +166,13 @@ def run_search(
     dimensions = parse_space(params)
     study = open_study(params, dimensions)
     study.set_user_attr("metric", params.best_metric)
-    root = params.model_dir
-    who = f"{socket.gethostname()}:{os.getpid()}"
     say(
         f"study {study.study_name!r} in {storage_url(params)}: {len(finished(study))} of "
         f"{params.search_trials} trials finished; searching "
         + ", ".join(f"{d.name} {d.describe()}" for d in dimensions)
     )
 
-    def objective(trial: optuna.Trial) -> float:
-        values = {d.name: suggest(trial, d) for d in dimensions}
-        # A retried trial inherits the user attributes of the one whose process died: the
-        # same folder, so that it resumes from that trial's checkpoints.
-        retried = trial.user_attrs.get("folder")
-        folder = retried or os.path.join(root, f"trial-{trial.number:04d}")
-        again = f" (again: {trial.user_attrs.get('process')}, which ran it, stopped)" if retried else ""  # fmt: skip
-        trial.set_user_attr("process", who)
-        trial.set_user_attr("folder", folder)
-        shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())  # fmt: skip
-        say(f"trial {trial.number}{again}: {shown} in {folder}")
-        changes = {**values, "model_dir": os.path.join(folder, "model")}
-        changes["best_model_dir"] = os.path.join(folder, "best")
-        reporter = ReportToTrial(trial, params.best_metric)
-        status = train(params.replace(**changes), reporter)
-        if status >= 128:  # stopped by a signal: the run said where it saved
-            raise SearchInterrupted(status)
-        if reporter.pruned_at is not None:
-            raise optuna.TrialPruned(f"pruned at step {reporter.pruned_at}")
-        best = run_state.best_of(changes["model_dir"])
-        if status or best is None:
-            raise DivergedTrialError(f"trial {trial.number}: training ended with status {status}")
-        return float(best["value"])
-
+    objective = Objective(params, dimensions, train, say)
     # Failed trials (diverged, or whose process died) do not count as finished; as many of
     # them as search_trials end the search too, or a space where most diverge never would.
     enough = [
@@ -207,8 +190,48 @@ def run_search(
             f"from its checkpoint once its heartbeat is {2 * params.search_heartbeat_secs} s old"
         )
         return stop.status
-    write_outputs(study, params, dimensions, root, say)
+    write_outputs(study, params, dimensions, params.model_dir, say)
     return 0
+
+
+class Objective:
+    """One trial of a search: an ordinary run with the values the trial picked, in a folder
+    of its own below the study's; its value, its run's best ``best_metric``.
+
+    A retried trial inherits the user attributes of the one whose process died: the same
+    folder, so that it resumes from that trial's checkpoints.
+    """
+
+    def __init__(self, params: Params, dimensions, train, say: Callable[[str], None]):
+        self.params, self.dimensions, self.train, self.say = params, dimensions, train, say
+        self.who = f"{socket.gethostname()}:{os.getpid()}"
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        values = {d.name: suggest(trial, d) for d in self.dimensions}
+        retried = trial.user_attrs.get("folder")
+        folder = retried or os.path.join(self.params.model_dir, f"trial-{trial.number:04d}")
+        process = trial.user_attrs.get("process")
+        again = f" (again: {process}, which ran it, stopped)" if retried else ""
+        trial.set_user_attr("process", self.who)
+        trial.set_user_attr("folder", folder)
+        shown = ", ".join(f"{k} {_shown(v)}" for k, v in values.items())
+        self.say(f"trial {trial.number}{again}: {shown} in {folder}")
+        model_dir = os.path.join(folder, "model")
+        changes = {**values, "model_dir": model_dir, "best_model_dir": os.path.join(folder, "best")}
+        reporter = ReportToTrial(trial, self.params.best_metric)
+        status = self.train(self.params.replace(**changes), reporter)
+        if status >= 128:  # stopped by a signal: the run said where it saved
+            raise SearchInterrupted(status)
+        if reporter.pruned_at is not None:
+            raise optuna.TrialPruned(f"pruned at step {reporter.pruned_at}")
+        best = run_state.best_of(model_dir)
+        if status or best is None:
+            raise DivergedTrialError(f"trial {trial.number}: training ended with status {status}")
+        return float(best["value"])
+
+
+def _shown(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def run_sweep(

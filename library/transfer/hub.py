@@ -108,7 +108,8 @@ class HubModule(keras.layers.Layer):
             reason = first_line(error)
             raise HubError(
                 f"module {self.handle}: the module does not take images of shape "
-                f"{list(images.shape[1:])} with training=False ({reason}); check the size the model gives it"
+                f"{list(images.shape[1:])} with training=False ({reason}); check the size the "
+                "model gives it"
             ) from None
         shape = concrete.output_shapes
         return keras.KerasTensor((images.shape[0], *shape[1:]), dtype=self.compute_dtype)

@@ -129,6 +129,12 @@ def update_scales(
         )
     for pattern, (count, parameters) in covered.items():
         if not count:
-            raise TransferError(f"lr_mult: {pattern!r} matches no trainable variable, or only ones an earlier pattern took (see --mode inspect)")  # fmt: skip
-        say(f"lr_mult {pattern!r}: x{lr_mult[pattern]:g} on {count} variables ({parameters:,} parameters)")  # fmt: skip
+            raise TransferError(
+                f"lr_mult: {pattern!r} matches no trainable variable, or only ones an earlier "
+                "pattern took (see --mode inspect)"
+            )
+        say(
+            f"lr_mult {pattern!r}: x{lr_mult[pattern]:g} on {count} variables ({parameters:,} "
+            "parameters)"
+        )
     return variables, scales

@@ -172,37 +172,7 @@ def convert(options: ConvertOptions) -> dict:
         ConvertError: missing folder, no images, one class only, existing output without
             ``overwrite``, unwritable output, or any skipped image with ``strict``.
     """
-    if options.max_edge < 1 or options.num_shards < 0 or options.num_workers < 0:
-        raise ConvertError("--max_edge must be positive, --num_shards and --num_workers >= 0")
-    classes = read_classes(options)
-    tasks = list_images(options.dataset_dir, classes)
-    if not tasks:
-        raise ConvertError(f"{options.dataset_dir}: no images found in <class>/ folders")
-    found = {label for _, label in tasks}
-    empty = [
-        name
-        for label, name in enumerate(classes)
-        if label not in found and os.path.isdir(os.path.join(options.dataset_dir, name))
-    ]
-    if empty and not options.labels_file:  # with --labels_file, a split may lack a class
-        raise ConvertError(
-            f"{os.path.join(options.dataset_dir, empty[0])}: class folder holds no images; "
-            "add images or remove the folder (its class would be one no example has)"
-        )
-    stray = sorted(
-        f
-        for f in os.listdir(options.dataset_dir)
-        if not f.startswith(".") and os.path.isfile(os.path.join(options.dataset_dir, f))
-    )
-    if stray:
-        shown = ", ".join(stray[:5]) + (f" and {len(stray) - 5} more" if len(stray) > 5 else "")
-        print(
-            f"warning: ignored {len(stray)} files at the top of {options.dataset_dir} "
-            f"(images belong in <class>/ folders): {shown}",
-            file=sys.stderr,
-        )
-    if len({label for _, label in tasks}) < 2 and not options.labels_file:
-        raise ConvertError(f"{options.dataset_dir}: only one class folder; need at least two")
+    classes, tasks, stray = _checked_tree(options)
     random.Random(options.seed).shuffle(tasks)  # so that no shard holds a single class
     num_shards = options.num_shards or max(
         min(len(tasks), 4), math.ceil(len(tasks) / RECORDS_PER_SHARD)
@@ -233,6 +203,47 @@ def convert(options: ConvertOptions) -> dict:
         ignored=stray,
         options=asdict(options),
     )
+
+
+def _checked_tree(options: ConvertOptions) -> tuple[list[str], list, list[str]]:
+    """``(classes, (path, label) of each image, files ignored at the top)`` of the folder
+    tree, which must hold images of two classes or more in ``<class>/`` folders.
+
+    Raises:
+        ConvertError: what is wrong with it, in one line naming the folder.
+    """
+    if options.max_edge < 1 or options.num_shards < 0 or options.num_workers < 0:
+        raise ConvertError("--max_edge must be positive, --num_shards and --num_workers >= 0")
+    classes = read_classes(options)
+    tasks = list_images(options.dataset_dir, classes)
+    if not tasks:
+        raise ConvertError(f"{options.dataset_dir}: no images found in <class>/ folders")
+    found = {label for _, label in tasks}
+    empty = [
+        name
+        for label, name in enumerate(classes)
+        if label not in found and os.path.isdir(os.path.join(options.dataset_dir, name))
+    ]
+    if empty and not options.labels_file:  # with --labels_file, a split may lack a class
+        raise ConvertError(
+            f"{os.path.join(options.dataset_dir, empty[0])}: class folder holds no images; "
+            "add images or remove the folder (its class would be one no example has)"
+        )
+    if len(found) < 2 and not options.labels_file:
+        raise ConvertError(f"{options.dataset_dir}: only one class folder; need at least two")
+    stray = sorted(
+        f
+        for f in os.listdir(options.dataset_dir)
+        if not f.startswith(".") and os.path.isfile(os.path.join(options.dataset_dir, f))
+    )
+    if stray:
+        shown = ", ".join(stray[:5]) + (f" and {len(stray) - 5} more" if len(stray) > 5 else "")
+        print(
+            f"warning: ignored {len(stray)} files at the top of {options.dataset_dir} "
+            f"(images belong in <class>/ folders): {shown}",
+            file=sys.stderr,
+        )
+    return classes, tasks, stray
 
 
 def _write_records(options, classes, tasks, writer):

@@ -78,9 +78,14 @@ def plot_sample_predictions(images, labels, predicted, probabilities, class_name
         right = truth == guess
         text = f"{label(truth)}" + ("" if right else f" -> {label(guess)}")
         axis.text(
-            left + width / 2, top - 1, f"{text}\n{probabilities[i]:.2f}", ha="center",
-            va="bottom", fontsize=7, color="green" if right else "red",
-        )  # fmt: skip
+            left + width / 2,
+            top - 1,
+            f"{text}\n{probabilities[i]:.2f}",
+            ha="center",
+            va="bottom",
+            fontsize=7,
+            color="green" if right else "red",
+        )
         if not right:
             corner, size = (left - 1, top - 1), (width + 1, height + 1)
             axis.add_patch(Rectangle(corner, *size, fill=False, edgecolor="red", linewidth=2))
@@ -133,8 +138,15 @@ class ClassificationFigures(Recorder):
         predicted, probability: the keys of predictions_fn's class and probability.
     """
 
-    def __init__(self, params, predictions_fn: Callable, image: str = "image",
-                 label: str | None = None, predicted: str = "class", probability: str = "probability"):  # fmt: skip
+    def __init__(
+        self,
+        params,
+        predictions_fn: Callable,
+        image: str = "image",
+        label: str | None = None,
+        predicted: str = "class",
+        probability: str = "probability",
+    ):
         self.params, self.predictions_fn = params, predictions_fn
         self.image, self.label = image, label
         self.predicted, self.probability = predicted, probability

@@ -43,7 +43,9 @@ def write_sample(folder: str, per_class: int = 16, size: int = 40) -> dict[str, 
 
     keys = {}
     for split, count, seed in (("train", per_class, 1), ("eval", max(2, per_class // 2), 2)):
-        images = write_class_tree(os.path.join(folder, "images", split), per_class=count, size=size, seed=seed)  # fmt: skip
+        images = write_class_tree(
+            os.path.join(folder, "images", split), per_class=count, size=size, seed=seed
+        )
         records = os.path.join(folder, "records")
         convert(ConvertOptions(images, split, records, num_shards=2, num_workers=1))
         keys[f"{split}_files"] = os.path.join(records, f"{split}-*.tfrecord")
