@@ -26,9 +26,10 @@ data: $(STAMP) ## build the demo's digits dataset and convert it to TFRecords
 demo: $(STAMP) ## the whole journey offline: data, convert, train, evaluate, export, predict
 	$(PY) -m examples.digits all
 
-lint: $(STAMP) ## ruff check and ruff format --check
+lint: $(STAMP) ## ruff check, ruff format --check and mypy on library/
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 
 format: $(STAMP) ## ruff format and fix what ruff can
 	$(PY) -m ruff check --fix .

@@ -9,7 +9,7 @@ import sys
 
 try:
     import project  # its declarations only: no TensorFlow yet
-    from library.cli import main
+    from library import main
 except ModuleNotFoundError as missing:  # started outside the project's environment
     print(
         f"run.py: error: {missing}; use the project's environment: .venv/bin/python run.py",

@@ -96,7 +96,7 @@ def predict_with_saved_model(export_dir: str, out_png: str) -> None:
     code = f"""
 import glob, os, sys
 sys.path.insert(0, {ROOT!r})
-from library.base.quiet import import_tensorflow
+from library import import_tensorflow
 tf = import_tensorflow()
 import matplotlib
 matplotlib.use("Agg")

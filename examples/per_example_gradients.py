@@ -25,7 +25,7 @@ def per_example_gradients(model, loss_fn, features, labels, params):
 
 
 def main():
-    from library.config import default_params
+    from library import default_params
     from project import losses, model
     from project.hyperparameters import HYPERPARAMETERS, RUN_OPTIONS
 

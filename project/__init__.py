@@ -13,7 +13,7 @@ __all__ = ["HYPERPARAMETERS", "METRICS", "RUN_OPTIONS", "check", "load_functions
 
 def load_functions():
     """The functions by contract name; imported here, late (TensorFlow takes seconds)."""
-    from library.contract import Functions
+    from library import Functions
     from library.vision import classes, serving
 
     from . import inputs, losses, model, optimizers, sample

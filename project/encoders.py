@@ -7,7 +7,7 @@ name with ``encoder:`` in hyperparameters.yaml.
 import keras
 from keras import layers
 
-from library.transfer.hub import HubModule
+from library import HubModule
 
 
 def conv_bn_relu(x, filters, params, strides=1, name=None):

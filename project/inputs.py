@@ -16,8 +16,7 @@ input (the kit's ``image_bytes``) into the same features.
 import numpy as np
 import tensorflow as tf
 
-from library.contract import ModeKeys
-from library.data import pipeline
+from library import ModeKeys, random_seeds, read_records, replica_batch_size
 from library.vision import images, records
 
 
@@ -71,7 +70,7 @@ def to_features(parsed, images):
 def input_fn(file_pattern, mode, params, input_context=None):
     """Batches of images and labels from interleaved TFRecord shards."""
     training = mode == ModeKeys.TRAIN
-    dataset = pipeline.read_records(
+    dataset = read_records(
         file_pattern,
         training,
         cycle_length=params.interleave_cycle_length,
@@ -82,12 +81,12 @@ def input_fn(file_pattern, mode, params, input_context=None):
     )
     global_batch = params.train_batch_size if training else params.eval_batch_size
     dataset = dataset.batch(
-        pipeline.replica_batch_size(global_batch, input_context), drop_remainder=training
+        replica_batch_size(global_batch, input_context), drop_remainder=training
     )
     # Parsing and decoding as maps of their own, named: the library's input check times
     # each stage of the pipeline by its map's name.
     if training:  # stateless augmentation, one seed per batch: the pipeline can be saved
-        dataset = tf.data.Dataset.zip(dataset, pipeline.random_seeds(params.random_seed))
+        dataset = tf.data.Dataset.zip(dataset, random_seeds(params.random_seed))
 
         def parse(serialized, seed):
             return records.parse_batch(serialized, params.image_key, params.label_key), seed
@@ -97,14 +96,14 @@ def input_fn(file_pattern, mode, params, input_context=None):
 
         # In any order unless the run option deterministic asks (the library sets the
         # training dataset's options, which these maps follow).
-        dataset = dataset.map(parse, num_parallel_calls=pipeline.AUTOTUNE)
-        dataset = dataset.map(decode_and_augment, num_parallel_calls=pipeline.AUTOTUNE)
+        dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = dataset.map(decode_and_augment, num_parallel_calls=tf.data.AUTOTUNE)
     else:
         dataset = dataset.map(
             lambda serialized: parse_and_decode(serialized, False, params),
-            num_parallel_calls=pipeline.AUTOTUNE,
+            num_parallel_calls=tf.data.AUTOTUNE,
         )
-    return dataset.prefetch(pipeline.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def serving_fn(inputs, params):
@@ -137,11 +136,11 @@ def folder_input_fn(file_pattern, mode, params, input_context=None):
     dataset = tf.data.Dataset.list_files(file_pattern, shuffle=training, seed=params.random_seed)
     if training:
         dataset = dataset.repeat()
-    dataset = tf.data.Dataset.zip(dataset, pipeline.random_seeds(params.random_seed))
-    dataset = dataset.map(load, num_parallel_calls=pipeline.AUTOTUNE)
+    dataset = tf.data.Dataset.zip(dataset, random_seeds(params.random_seed))
+    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
     global_batch = params.train_batch_size if training else params.eval_batch_size
-    batch_size = pipeline.replica_batch_size(global_batch, input_context)
-    return dataset.batch(batch_size, drop_remainder=training).prefetch(pipeline.AUTOTUNE)
+    batch_size = replica_batch_size(global_batch, input_context)
+    return dataset.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
 
 
 def stripes(image_size, seed):
@@ -175,6 +174,6 @@ def generator_input_fn(file_pattern, mode, params, input_context=None):
         dataset = dataset.take(4 * params.eval_batch_size)
     global_batch = params.train_batch_size if training else params.eval_batch_size
     dataset = dataset.batch(
-        pipeline.replica_batch_size(global_batch, input_context), drop_remainder=training
+        replica_batch_size(global_batch, input_context), drop_remainder=training
     )
-    return dataset.map(lambda image, label: ({"image": image}, label)).prefetch(pipeline.AUTOTUNE)
+    return dataset.map(lambda image, label: ({"image": image}, label)).prefetch(tf.data.AUTOTUNE)

@@ -4,7 +4,7 @@ its metrics, predictions and the recorders of the image kit it uses."""
 import keras
 import tensorflow as tf
 
-from library.recorders.csv_logger import CSVLogger
+from library import CSVLogger
 from library.vision.classes import class_names_of
 from library.vision.figures import ClassificationFigures, ImageSummaries
 

@@ -3,7 +3,7 @@
 
 import os
 
-from library.transfer import hub
+from library import encoder_of, export_module
 from library.vision import sample
 
 from . import model
@@ -15,6 +15,6 @@ def sample_fn(folder, params):
     exported as ``--mode export_encoder`` would); at 16 px."""
     keys = {**sample.write_sample(folder), "image_size": 16}
     small = params.replace(encoder="small_cnn", num_classes=2, **keys)
-    encoder = hub.encoder_of(model.model_fn(small), params.encoder_layer)
-    keys["hub_handle"] = hub.export_module(encoder, os.path.join(folder, "module"))
+    encoder = encoder_of(model.model_fn(small), params.encoder_layer)
+    keys["hub_handle"] = export_module(encoder, os.path.join(folder, "module"))
     return keys

@@ -135,9 +135,8 @@ def test_the_core_names_no_feature_class_or_project_hyperparameter():
             for node in ast.walk(tree)
             if isinstance(node, ast.Constant) and isinstance(node.value, str)
         }
-        assert not keys & {"image", "image_bytes", "label", "labels.txt", "class", "class_name"}, (
-            path
-        )
+        named = {"image", "image_bytes", "filename", "label", "labels.txt", "class", "class_name"}
+        assert not keys & named, path
         for line, text in messages(path):
             named = [k for k in project_keys if re.search(rf"\b{k}\b", text)]
             assert not named, f"{path}:{line} names {named} in {text!r}"
@@ -182,3 +181,29 @@ def test_the_library_is_formatted_and_its_functions_are_short():
             if node.end_lineno - first.lineno + 1 > 50 and "Longer than most" not in docstring:
                 long.append(f"{where}:{node.lineno} {node.name}")
     assert long == []
+
+
+def test_the_public_api_is_what_projects_examples_and_docs_import():
+    """``library/__init__.py`` names each public name twice, for the lazy import and for the
+    type checker: both lists agree and each name resolves. The user's code (project/, the
+    examples, the projects of the tests) imports from ``library`` or the kit
+    (``library.vision``) alone; its tests (``project/tests``) may drive the parts they test."""
+    import library
+
+    tree = ast.parse(read("library/__init__.py"))
+    checked = {
+        alias.name: node.module
+        for block in tree.body
+        if isinstance(block, ast.If)
+        for node in block.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    assert checked == library._PUBLIC
+    for name in library.__all__:
+        assert getattr(library, name) is not None
+    for folder in ("project", "examples", "tests/projects"):
+        for path, module in imported_modules(folder):
+            if module.startswith("library") and "project/tests/" not in path.replace(os.sep, "/"):
+                top = ".".join(module.split(".")[:2])
+                assert module == "library" or top == "library.vision", f"{path} imports {module}"

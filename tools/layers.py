@@ -4,6 +4,8 @@
 Each package of ``library/`` may import the packages of its own layer and those below, never
 one above: the arrows point down. The image kit (``vision``) stands above the core, which
 never imports it; ``library/__init__.py`` (the public API) names what any layer offers.
+Imports under ``if TYPE_CHECKING:`` name types for the type checker and load nothing: they
+are no arrow (the contract names the recorder it returns).
 
     .venv/bin/python tools/layers.py      # the layers, each package's imports, arrows up
 """
@@ -51,7 +53,15 @@ def imports() -> dict[str, dict[str, list[str]]]:
             package = relative.split(os.sep)[0].removesuffix(".py")
             with open(path, encoding="utf-8") as stream:
                 tree = ast.parse(stream.read(), path)
+            typing_only = {
+                id(inner)
+                for block in ast.walk(tree)
+                if isinstance(block, ast.If) and ast.unparse(block.test) == "TYPE_CHECKING"
+                for inner in ast.walk(block)
+            }
             for node in ast.walk(tree):
+                if id(node) in typing_only:
+                    continue  # names for the type checker: nothing loads, no arrow
                 modules = []
                 if isinstance(node, ast.Import):
                     modules = [alias.name for alias in node.names]

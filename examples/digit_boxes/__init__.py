@@ -25,7 +25,7 @@ BOX_KEY = "image/object/bbox"  # [ymin, xmin, ymax, xmax], fractions of the canv
 
 def load_functions():
     """The functions by contract name (library/contract.py), imported late."""
-    from library.contract import Functions
+    from library import Functions
     from library.vision import serving
 
     from . import data

@@ -41,7 +41,7 @@ def make_data(folder: str = DATASET, count: int | None = None, seed: int = 0) ->
     the test canvases as files; returns the counts."""
     from sklearn.datasets import load_digits
 
-    from library.data.records import RecordWriter, example
+    from library import RecordWriter, example
     from library.vision import records
 
     digits = load_digits()

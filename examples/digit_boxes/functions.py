@@ -3,10 +3,7 @@
 import keras
 import tensorflow as tf
 
-from library.contract import ModeKeys
-from library.data import pipeline
-from library.engine.metrics import Selected
-from library.recorders.csv_logger import CSVLogger
+from library import CSVLogger, ModeKeys, Selected, random_seeds, read_records, replica_batch_size
 from library.vision import images, records
 from library.vision.classes import class_names_of
 from library.vision.figures import BoxFigures, ClassificationFigures, ImageSummaries
@@ -50,20 +47,18 @@ def parse(serialized, params, seed=None):
 
 def input_fn(file_pattern, mode, params, input_context=None):
     training = mode == ModeKeys.TRAIN
-    dataset = pipeline.read_records(
+    dataset = read_records(
         file_pattern, training, shuffle_buffer=params.shuffle_buffer, seed=params.random_seed,
         input_context=input_context,
     )  # fmt: skip
     batch = params.train_batch_size if training else params.eval_batch_size
-    dataset = dataset.batch(
-        pipeline.replica_batch_size(batch, input_context), drop_remainder=training
-    )
+    dataset = dataset.batch(replica_batch_size(batch, input_context), drop_remainder=training)
     if training:
-        dataset = tf.data.Dataset.zip(dataset, pipeline.random_seeds(params.random_seed))
-        dataset = dataset.map(lambda s, seed: parse(s, params, seed), num_parallel_calls=pipeline.AUTOTUNE)  # fmt: skip
+        dataset = tf.data.Dataset.zip(dataset, random_seeds(params.random_seed))
+        dataset = dataset.map(lambda s, seed: parse(s, params, seed), num_parallel_calls=tf.data.AUTOTUNE)  # fmt: skip
     else:
-        dataset = dataset.map(lambda s: parse(s, params), num_parallel_calls=pipeline.AUTOTUNE)
-    return dataset.prefetch(pipeline.AUTOTUNE)
+        dataset = dataset.map(lambda s: parse(s, params), num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def serving_fn(inputs, params):

@@ -22,7 +22,7 @@ TARGET = "progression"
 
 def load_functions():
     """The functions by contract name (library/contract.py), imported late."""
-    from library.contract import Functions
+    from library import Functions
 
     from . import functions as own
 

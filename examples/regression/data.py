@@ -33,7 +33,7 @@ def write_tables(folder: str = DATASET) -> dict[str, str]:
 
 def write_records(tables: dict[str, str], folder: str = DATASET) -> dict[str, int]:
     """Each CSV file as records of the library's writer (2 shards and a manifest)."""
-    from library.data.records import RecordWriter, example
+    from library import RecordWriter, example
 
     counts = {}
     for split, path in tables.items():

@@ -6,10 +6,7 @@ import os
 import keras
 import tensorflow as tf
 
-from library.contract import ModeKeys
-from library.data import pipeline
-from library.engine.metrics import Selected
-from library.recorders.csv_logger import CSVLogger
+from library import CSVLogger, ModeKeys, Selected, read_records, replica_batch_size
 
 from . import COLUMNS, TARGET, data
 
@@ -20,20 +17,18 @@ def input_fn(file_pattern, mode, params, input_context=None):
     """Batches of ``({column: value}, {"progression": value})`` from records written by the
     library's writer (``tf.train.Example``s of the columns and the target)."""
     training = mode == ModeKeys.TRAIN
-    records = pipeline.read_records(
+    records = read_records(
         file_pattern, training, shuffle_buffer=params.shuffle_buffer, seed=params.random_seed,
         input_context=input_context,
     )  # fmt: skip
     batch = params.train_batch_size if training else params.eval_batch_size
-    batches = records.batch(
-        pipeline.replica_batch_size(batch, input_context), drop_remainder=training
-    )
+    batches = records.batch(replica_batch_size(batch, input_context), drop_remainder=training)
 
     def split(serialized):
         row = tf.io.parse_example(serialized, SPEC)
         return {name: row[name] for name in COLUMNS}, {TARGET: row[TARGET]}
 
-    return batches.map(split).prefetch(pipeline.AUTOTUNE)
+    return batches.map(split).prefetch(tf.data.AUTOTUNE)
 
 
 def model_fn(params):

@@ -1,6 +1,6 @@
 """The keys of this project's hyperparameters.yaml (no TensorFlow here)."""
 
-from library.config import Field
+from library import Field
 
 METRICS = ("mae",)
 

@@ -25,7 +25,7 @@ PROJECT_FILE = os.path.join(FOLDER, "project.yaml")
 
 def load_functions():
     """The functions by contract name (library/contract.py), imported late."""
-    from library.contract import Functions
+    from library import Functions
     from library.vision import serving
 
     from . import data

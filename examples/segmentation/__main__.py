@@ -70,7 +70,7 @@ def run(argv: list[str]) -> str:
 
 RELOAD = """
 import sys
-from library.base.quiet import import_tensorflow
+from library import import_tensorflow
 tf = import_tensorflow()
 serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
 with open(sys.argv[2], "rb") as stream:

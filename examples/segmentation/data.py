@@ -58,7 +58,7 @@ def write_data(folder: str = DATASET, count: int | None = None, seed: int = 0) -
     masks in ``test_masks/``; returns the count of each split."""
     from sklearn.datasets import load_digits
 
-    from library.data.records import RecordWriter
+    from library import RecordWriter
     from library.vision.records import serialize_image
 
     digits = load_digits()

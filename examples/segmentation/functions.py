@@ -4,9 +4,7 @@ per pixel), loss terms, metrics (mean IoU), predictions (the mask as a PNG) and 
 import keras
 import tensorflow as tf
 
-from library.contract import ModeKeys
-from library.data import pipeline
-from library.recorders.csv_logger import CSVLogger
+from library import CSVLogger, ModeKeys, random_seeds, read_records, replica_batch_size
 from library.vision import images, records
 from library.vision.figures import ImageSummaries, MaskFigures
 
@@ -50,7 +48,7 @@ def parse(serialized, params, seed=None):
 
 def input_fn(file_pattern, mode, params, input_context=None):
     training = mode == ModeKeys.TRAIN
-    dataset = pipeline.read_records(
+    dataset = read_records(
         file_pattern,
         training,
         shuffle_buffer=params.shuffle_buffer,
@@ -58,20 +56,18 @@ def input_fn(file_pattern, mode, params, input_context=None):
         input_context=input_context,
     )
     batch = params.train_batch_size if training else params.eval_batch_size
-    dataset = dataset.batch(
-        pipeline.replica_batch_size(batch, input_context), drop_remainder=training
-    )
+    dataset = dataset.batch(replica_batch_size(batch, input_context), drop_remainder=training)
     if training:  # stateless augmentation, one seed per batch: the pipeline can be saved
-        dataset = tf.data.Dataset.zip(dataset, pipeline.random_seeds(params.random_seed))
+        dataset = tf.data.Dataset.zip(dataset, random_seeds(params.random_seed))
         dataset = dataset.map(
             lambda serialized, seed: parse(serialized, params, seed),
-            num_parallel_calls=pipeline.AUTOTUNE,
+            num_parallel_calls=tf.data.AUTOTUNE,
         )
     else:
         dataset = dataset.map(
-            lambda serialized: parse(serialized, params), num_parallel_calls=pipeline.AUTOTUNE
+            lambda serialized: parse(serialized, params), num_parallel_calls=tf.data.AUTOTUNE
         )
-    return dataset.prefetch(pipeline.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def serving_fn(inputs, params):

@@ -1,7 +1,7 @@
 """The keys of this project's hyperparameters.yaml and the rule that ties two of them (no
 TensorFlow here)."""
 
-from library.config import Field
+from library import Field
 from library.vision import options as image_kit
 
 RUN_OPTIONS = image_kit.MASK_RUN_OPTIONS  # image_key, mask_key

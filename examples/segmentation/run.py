@@ -8,7 +8,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from examples import segmentation
-from library.cli import main
+from library import main
 
 if __name__ == "__main__":
     argv = sys.argv[1:]

@@ -25,7 +25,7 @@ LABEL = "module"  # the label: the id of its package among the manifest's classe
 
 def load_functions():
     """The functions by contract name (library/contract.py), imported late."""
-    from library.contract import Functions
+    from library import Functions
 
     from . import functions as own
 

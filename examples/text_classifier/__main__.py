@@ -69,7 +69,7 @@ def run(argv: list[str]) -> str:
 
 RELOAD = """
 import json, sys
-from library.base.quiet import import_tensorflow
+from library import import_tensorflow
 tf = import_tensorflow()
 export_dir, sentences, text, name = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
 serve = tf.saved_model.load(export_dir).signatures["serving_default"]
@@ -112,7 +112,7 @@ def draw_confusion(pairs: list[tuple[str, str]], path: str, classes=PACKAGES) ->
     import numpy as np
     from matplotlib import pyplot as plt
 
-    from library.recorders.plots import save_figure
+    from library import save_figure
 
     index = {name: k for k, name in enumerate(classes)}
     counts = np.zeros((len(classes), len(classes)), dtype=int)
@@ -144,7 +144,7 @@ def main(extra: list[str]) -> int:
     started = time.perf_counter()
     os.chdir(ROOT)
     shutil.rmtree(OUT, ignore_errors=True)  # a fresh run, not a resume of the last one
-    from library.base.quiet import import_tensorflow
+    from library import import_tensorflow
 
     import_tensorflow()  # the records' writer needs it: loaded without its start-up chatter
     counts = write_dataset(DATASET)

@@ -140,7 +140,7 @@ def write_records(
 ) -> int:
     """``rows`` as records ``{text, module}`` of the library's writer (2 shards); the
     manifest lists the classes, which ``prepare_fn`` reads. Returns the count."""
-    from library.data.records import RecordWriter, example
+    from library import RecordWriter, example
 
     writer = RecordWriter(folder, name, num_shards=2, overwrite=True)
     for text, label in rows:

@@ -8,9 +8,7 @@ import os
 import keras
 import tensorflow as tf
 
-from library.contract import ModeKeys
-from library.data import pipeline, records
-from library.data.files import InputError
+from library import InputError, ModeKeys, manifest_paths, read_records, replica_batch_size
 
 from . import LABEL, TEXT, data
 
@@ -29,7 +27,7 @@ def parse(serialized):
 def input_fn(file_pattern, mode, params, input_context=None):
     """Batches of the records ``data.write_records`` writes."""
     training = mode == ModeKeys.TRAIN
-    dataset = pipeline.read_records(
+    dataset = read_records(
         file_pattern,
         training,
         shuffle_buffer=params.shuffle_buffer,
@@ -37,10 +35,8 @@ def input_fn(file_pattern, mode, params, input_context=None):
         input_context=input_context,
     )
     batch = params.train_batch_size if training else params.eval_batch_size
-    dataset = dataset.batch(
-        pipeline.replica_batch_size(batch, input_context), drop_remainder=training
-    )
-    return dataset.map(parse, num_parallel_calls=pipeline.AUTOTUNE).prefetch(pipeline.AUTOTUNE)
+    dataset = dataset.batch(replica_batch_size(batch, input_context), drop_remainder=training)
+    return dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def class_names(file_pattern):
@@ -50,7 +46,7 @@ def class_names(file_pattern):
         InputError: no manifest lists them, or two list different ones.
     """
     found = []
-    for path in records.manifest_paths(file_pattern):
+    for path in manifest_paths(file_pattern):
         with tf.io.gfile.GFile(path) as stream:
             classes = json.load(stream).get("classes")
         if classes:
@@ -69,7 +65,7 @@ def class_names(file_pattern):
 def adapted_vocabulary(params):
     """The ``max_tokens`` most frequent tokens of the training texts, as the model's
     ``TextVectorization`` splits them, without the padding and unknown tokens it adds."""
-    texts = pipeline.read_records(params.train_files, training=False).map(
+    texts = read_records(params.train_files, training=False).map(
         lambda serialized: tf.io.parse_single_example(serialized, {TEXT: SPEC[TEXT]})[TEXT]
     )
     layer = keras.layers.TextVectorization(max_tokens=params.max_tokens)

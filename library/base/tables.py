@@ -18,7 +18,11 @@ def csv_text(rows: Iterable[Sequence | Mapping], columns: Sequence[str] | None =
     if columns is not None:
         writer.writerow(columns)
     for row in rows:
-        writer.writerow([row.get(c, "") for c in columns] if isinstance(row, Mapping) else row)
+        if isinstance(row, Mapping):
+            if columns is None:
+                raise ValueError("rows given as mappings need the columns")
+            row = [row.get(c, "") for c in columns]
+        writer.writerow(row)
     return out.getvalue()
 
 

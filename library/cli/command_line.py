@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import os
 import sys
 from collections.abc import Sequence
-from types import ModuleType
+from typing import Any
 
 from library.base.errors import UserError
 from library.base.quiet import import_tensorflow
-from library.config import TRAINING_MODES, resolve, to_yaml
-from library.contract import project_functions
+from library.config import TRAINING_MODES, Params, resolve, to_yaml
+from library.contract import Project, project_functions
 from library.search.space import parse_space, parse_sweep
 
 
-def main(argv: Sequence[str], project: ModuleType, prog: str = "run.py") -> int:
+def main(argv: Sequence[str], project: Project, prog: str = "run.py") -> int:
     """Runs one mode of ``run.py``; returns the exit status (``library.cli.modes.run_mode``
     says which).
 
@@ -66,7 +67,9 @@ def main(argv: Sequence[str], project: ModuleType, prog: str = "run.py") -> int:
         return 130
 
 
-def _checked_request(params, args, prog: str) -> tuple | None:
+def _checked_request(
+    params: Params, args: argparse.Namespace, prog: str
+) -> tuple[str, list[Any], bool] | None:
     """What the command line asks besides the configuration, checked before TensorFlow
     loads: the sweep (``(key, values, geometric)``, or None), the search's space, the
     packages the mode needs.

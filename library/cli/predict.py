@@ -23,12 +23,14 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from library.base import files as run_files
 from library.base.errors import first_line
+from library.config import Params
 from library.contract import Functions
 from library.data import readers
 from library.data.files import InputError
@@ -40,14 +42,14 @@ SHOWN_ROWS = 20  # predictions printed one line each; after them, a count
 COUNT_EVERY = 10_000  # rows between two counts
 IMAGE_SUFFIXES = ((b"\x89PNG", ".png"), (b"\xff\xd8\xff", ".jpg"), (b"GIF8", ".gif"))
 
-Row = tuple[str, "dict[str, np.ndarray] | str"]
+Row = readers.Row
 
 
 # -- reading ----------------------------------------------------------------------------------
 
 
 def stream_rows(
-    paths: Iterable[str], functions: Functions, params, inputs: Mapping[str, tf.TensorSpec]
+    paths: Iterable[str], functions: Functions, params: Params, inputs: Mapping[str, tf.TensorSpec]
 ) -> Iterator[Row]:
     """The examples of ``paths`` as ``(name, values or why not)``, one at a time: each file
     through the project's ``predict_reader`` when it reads it (it returns None for a file it
@@ -57,7 +59,9 @@ def stream_rows(
         yield from readers.guarded(path, _read(path, functions, params, inputs))
 
 
-def _read(path: str, functions: Functions, params, inputs) -> Iterator[Row]:
+def _read(
+    path: str, functions: Functions, params: Params, inputs: Mapping[str, tf.TensorSpec]
+) -> Iterator[Row]:
     rows = None
     if functions.predict_reader is not None:
         rows = functions.predict_reader(path, inputs, params)
@@ -65,8 +69,8 @@ def _read(path: str, functions: Functions, params, inputs) -> Iterator[Row]:
 
 
 def read_rows(
-    paths: Iterable[str], functions: Functions, params, inputs: Mapping[str, tf.TensorSpec]
-) -> tuple[list[tuple[str, dict]], int]:
+    paths: Iterable[str], functions: Functions, params: Params, inputs: Mapping[str, tf.TensorSpec]
+) -> tuple[list[tuple[str, Mapping[str, Any]]], int]:
     """The readable examples of ``paths`` as a list of ``(name, values)`` (for a few files:
     predict itself streams them), the others named on stderr, and the count of those."""
     good, skipped = [], 0
@@ -164,7 +168,7 @@ class PredictionsWriter:
         # NAME exists when a longer name starts with it.
         self._temporary = run_files.temporary_folder(path)
         self._temporary_folder = run_files.temporary_folder(self.folder)
-        self._stream = None
+        self._stream: tf.io.gfile.GFile | None = None  # opened by the first write
         self._file_keys: dict[str, str] = {}
 
     def write(self, names: Sequence[str], outputs: Mapping[str, np.ndarray]) -> list[dict]:
@@ -193,6 +197,7 @@ class PredictionsWriter:
     def _append(self, lines: list[list]) -> None:
         text = io.StringIO()
         csv.writer(text, lineterminator="\n").writerows(lines)
+        assert self._stream is not None  # opened by write(), the only caller
         self._stream.write(text.getvalue())
 
     def _cells(self, key: str, values: np.ndarray, count: int) -> list:
@@ -245,6 +250,8 @@ class PredictionsWriter:
 
     def close(self) -> None:
         """Puts the files, then the CSV, in place (the CSV names files that are there)."""
+        if self._stream is None:
+            raise ValueError("no predictions were written")
         self._stream.close()
         if self.files:
             run_files.move_tree(self._temporary_folder, self.folder)
@@ -328,7 +335,7 @@ def predict_to_csv(
     return writer.rows
 
 
-def _good_rows(rows: Iterable[Row], counts: dict) -> Iterator[tuple[str, dict]]:
+def _good_rows(rows: Iterable[Row], counts: dict) -> Iterator[tuple[str, Mapping[str, Any]]]:
     for name, values in rows:
         if isinstance(values, str):
             print(f"skipped {name}: {values}", file=sys.stderr)

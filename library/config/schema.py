@@ -146,6 +146,8 @@ def _structure(value: Any, container: type) -> Any:
 def coerce(field: Field, value: Any, where: str) -> Any:
     """Checks ``value`` against ``field`` (type, choices, interval); returns it frozen."""
     origin = typing.get_origin(field.type)
+    result: Any  # a tuple, a FrozenMap or a scalar
+    items: tuple[Any, ...]  # the scalars it holds
     try:
         if origin is list:
             (item,) = typing.get_args(field.type)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -30,7 +31,9 @@ import tensorflow as tf
 from library.base.errors import first_line
 from library.data.records import MANIFEST_SUFFIX
 
-Row = tuple[str, "dict[str, np.ndarray] | str"]
+# (row name, {input: value} or why not): these readers' values are arrays, a project's reader
+# (predict_reader) gives any that NumPy stacks.
+Row = tuple[str, "Mapping[str, Any] | str"]
 
 
 def parse_value(value, spec: tf.TensorSpec) -> np.ndarray:

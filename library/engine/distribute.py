@@ -26,7 +26,8 @@ def create_strategy(params: Mapping | None = None) -> tf.distribute.Strategy:
     TensorFlow work in the process (TensorFlow's rule), which is why the Estimator creates it
     first.
     """
-    choice = params["distribution"] if params else "auto"
+    params = params or {"distribution": "auto"}  # no configuration: the default choice
+    choice = params["distribution"]
     if choice == "multi_worker":  # before listing devices, which starts the runtime
         return _multi_worker(params["collective_timeout_secs"])
     if choice == "tpu":  # a code path present and documented, not tested here (no TPU)
@@ -97,7 +98,7 @@ def lost_worker(error: tf.errors.OpError, params: Mapping) -> str:
         r"remote target (/job:\w+/replica:\d+/task:\d+)",
         r"Error reported from (/job:\w+/task:\d+)",
     )
-    tasks = []
+    tasks: list[str] = []
     for pattern in patterns:
         tasks = tasks or sorted(set(re.findall(pattern, error.message, re.M)))
     who = f"{', '.join(tasks)} stopped answering" if tasks else "a worker stopped answering"

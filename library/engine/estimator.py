@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import keras
 import tensorflow as tf
@@ -55,7 +56,7 @@ class TrainSpec:
 
 @dataclass(frozen=True)
 class EvalSpec:
-    input_fn: InputFn
+    input_fn: InputFn | Mapping[str, InputFn]  # one, or several evaluation sets by name
     steps: int | None = None  # batches per evaluation; None: the whole dataset
 
 
@@ -173,13 +174,13 @@ class Estimator:
         account however it ends."""
         trainer = self._start(input_fn, params)
         resumed = trainer.step if trainer.restored else None
-        trainer.goodput = Goodput(params.model_dir, resumed, self.started)
+        goodput = trainer.goodput = Goodput(params.model_dir, resumed, self.started)
         try:
             progress = Progress(
                 params.progress,
                 max_steps,
                 trainer.plan.epoch,
-                params.train_batch_size,
+                params.train_batch_size * params.accumulate_batches,  # examples an update
                 trainer.step,
             )
             steps_actions, recorders, evaluate = self._actions(
@@ -200,20 +201,20 @@ class Estimator:
             )
             distribute.barrier(self.strategy)
         except BaseException:
-            self._account(trainer, writers, ended=False)
+            self._account(goodput, trainer.step, writers, ended=False)
             raise
-        self._account(trainer, writers, ended=True)
+        self._account(goodput, trainer.step, writers, ended=True)
         return step
 
-    def _account(self, trainer: Trainer, writers: Summaries, ended: bool) -> None:
+    def _account(self, goodput: Goodput, step: int, writers: Summaries, ended: bool) -> None:
         """The time account of this start (``goodput.json``, TensorBoard's ``goodput/``), and
         its line."""
-        goodput = trainer.goodput
-        goodput.close(trainer.step, ended)
-        with writers.train.as_default(step=trainer.step):
-            for part, seconds in goodput.seconds.items():
-                tf.summary.scalar(f"goodput/{part}_seconds", seconds)
-            tf.summary.scalar("goodput/restarts", goodput.restarts)
+        goodput.close(step, ended)
+        if writers.train is not None:  # always, in training
+            with writers.train.as_default(step=step):
+                for part, seconds in goodput.seconds.items():
+                    tf.summary.scalar(f"goodput/{part}_seconds", seconds)
+                tf.summary.scalar("goodput/restarts", goodput.restarts)
         self.say(goodput.line())
 
     def _worker_params(self) -> config.Params:
@@ -230,11 +231,13 @@ class Estimator:
 
     def _start(self, input_fn: InputFn, params: config.Params) -> Trainer:
         """Restores (or creates) the training state, then records what this start used."""
+        plan = self.plan
+        assert plan is not None  # train() refuses to start without one
         try:
             trainer = create_trainer(
                 self.functions,
                 params,
-                self.plan,
+                plan,
                 input_fn,
                 self.strategy,
                 self.say,
@@ -259,7 +262,7 @@ class Estimator:
                 f"resuming from {trainer.restored} at step {step}"
                 + (f" (epoch {epoch:.2f})" if epoch is not None else "")
             )
-        if trainer.plan.schedule_steps != self.plan.train_steps:
+        if trainer.plan.schedule_steps != plan.train_steps:
             self.say(
                 f"the learning-rate schedule keeps the length it started with "
                 f"({trainer.plan.schedule_steps} steps) so that the rate stays continuous"
@@ -353,7 +356,10 @@ class Estimator:
     # -- evaluation, prediction, export ----------------------------------------------------
 
     def evaluate_continuously(
-        self, input_fn: InputFn, steps: int | None = None, poll_secs: float = 1.0
+        self,
+        input_fn: InputFn | Mapping[str, InputFn],
+        steps: int | None = None,
+        poll_secs: float = 1.0,
     ) -> int:
         """Evaluates each new checkpoint of ``model_dir`` beside a trainer (``--mode train``),
         writing what in-loop evaluation writes: ``eval/`` summaries, ``metrics.jsonl``, plots,
@@ -407,10 +413,10 @@ class Estimator:
 
     def evaluate(
         self, input_fn: InputFn, steps: int | None = None, checkpoint: str = "latest"
-    ) -> dict:
+    ) -> dict[str, Any]:
         """Evaluates a checkpoint; returns ``{"loss": ..., metric: ..., "checkpoint": prefix}``."""
         model, prefix = self.restore_model(checkpoint)
-        results = self.evaluator.evaluate(model, input_fn, steps)
+        results: dict[str, Any] = self.evaluator.evaluate(model, input_fn, steps)
         results["checkpoint"] = prefix
         return results
 
@@ -449,7 +455,7 @@ def _what_changed(error: checkpoints.NotRestorableError, params: config.Params) 
     configuration), when that is known; else ``error`` as it is."""
     saved = config.configuration_in_force(error.directory)
     ignored = {"model_dir", "best_model_dir", "hyperparameter_file"}
-    changed = []
+    changed: list[str] = []
     # A model is made by its hyperparameters: their changes first, the run options' if none.
     for section in (config.HYPERPARAMETERS, config.PROJECT):
         changed = changed or [

@@ -113,8 +113,8 @@ def run_loop(
                     action(step)
         progress.finish()
         if stop.signal_name is not None:
-            checkpoint = trainer.save() if trainer.saved_step != step else trainer.last_saved
-            raise Interrupted(stop.signal_name, step, checkpoint, stop.elsewhere)
+            saved = trainer.last_saved if trainer.saved_step == step else None
+            raise Interrupted(stop.signal_name, step, saved or trainer.save(), stop.elsewhere)
         if stop.reason is not None:
             progress.say(stop.reason)
     finally:

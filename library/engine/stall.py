@@ -39,7 +39,7 @@ class StallWatch:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.thread is not None:
+        if self.thread is not None and self.done is not None:  # started together
             self.done.set()
             self.thread.join()
             self.thread = self.done = None

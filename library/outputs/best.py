@@ -83,7 +83,7 @@ class BestExporter:
             if checkpoint:
                 kept = self._link(checkpoint, step)
             else:
-                if self._model is not model:
+                if self._manager is None or self._model is not model:
                     self._manager = tf.train.CheckpointManager(
                         tf.train.Checkpoint(model=model), self.directory, max_to_keep=1
                     )
@@ -150,6 +150,7 @@ class BestExporter:
             if tf.io.gfile.exists(final):
                 remove_tree(final)
             move_tree(temporary, final)
+            assert self.best is not None  # a newer best may have replaced it, never unset it
             self.best["saved_model_step"] = best["step"]
             self._write_best()
         return final

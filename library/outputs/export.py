@@ -5,45 +5,61 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 import keras
 import tensorflow as tf
 
 from library.base.errors import ExportError
 from library.base.files import move_tree, temporary_folder
-from library.contract import Functions, model_inputs
+from library.config import Params
+from library.contract import Functions, ServingFn, ServingInputs, model_inputs
 
 
-def serving_specs(functions: Functions, params: Mapping) -> dict[str, tf.TensorSpec]:
-    """The declared serving inputs, each spec named after its key, sorted by name.
+def _serving(functions: Functions) -> tuple[ServingInputs, ServingFn]:
+    """The project's ``serving_inputs`` and ``serving_fn``.
 
     Raises:
-        ExportError: the project declares none.
+        ExportError: the project does not declare both.
     """
     if functions.serving_inputs is None or functions.serving_fn is None:
         raise ExportError(
             "exporting needs the project's serving_inputs(params) -> {name: tf.TensorSpec} and "
             "serving_fn(inputs, params) -> features (library/contract.py)"
         )
-    specs = dict(functions.serving_inputs(params))
+    return functions.serving_inputs, functions.serving_fn
+
+
+def serving_specs(functions: Functions, params: Params) -> dict[str, tf.TensorSpec]:
+    """The declared serving inputs, each spec named after its key, sorted by name.
+
+    Raises:
+        ExportError: the project declares none.
+    """
+    serving_inputs, _ = _serving(functions)
+    specs = dict(serving_inputs(params))
     return {
         name: tf.TensorSpec(specs[name].shape, specs[name].dtype, name=name)
         for name in sorted(specs)
     }
 
 
-def predict_function(model: keras.Model, functions: Functions, params: Mapping) -> Callable:
-    """``inputs -> predictions``: serving_fn, the model in inference mode, predictions_fn."""
+def predict_function(model: keras.Model, functions: Functions, params: Params) -> Callable:
+    """``inputs -> predictions``: serving_fn, the model in inference mode, predictions_fn.
+
+    Raises:
+        ExportError: the project declares no serving function.
+    """
+    _, serving_fn = _serving(functions)
 
     def predict(inputs):
-        features = model_inputs(model, functions.serving_fn(inputs, params))
+        features = model_inputs(model, serving_fn(inputs, params))
         return dict(functions.predictions_fn(model(features, training=False), params))
 
     return predict
 
 
-def serving_module(model: keras.Model, functions: Functions, params: Mapping) -> tf.Module:
+def serving_module(model: keras.Model, functions: Functions, params: Params) -> tf.Module:
     """A module whose ``serve`` takes the declared serving inputs and returns the predictions.
 
     The module holds the model's variables, its resources (the lookup tables of

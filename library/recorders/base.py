@@ -11,12 +11,19 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
+
+from library.config import Params
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from library.recorders.summaries import Summaries
 
 
 class Action:
@@ -43,11 +50,11 @@ class Run:
     boundary (``request_stop(reason)``; None in a separate evaluator), and whether this
     process trains (``role`` ``trainer``) or evaluates beside a trainer (``evaluator``)."""
 
-    params: Any
-    writers: Any  # library.recorders.summaries.Summaries
+    params: Params
+    writers: Summaries
     say: Callable[[str], None]
-    train_input_fn: Callable | None = None
-    strategy: Any = None
+    train_input_fn: Callable[..., tf.data.Dataset] | None = None
+    strategy: tf.distribute.Strategy | None = None
     request_stop: Callable[[str], None] | None = None
     role: str = "trainer"
 
@@ -80,9 +87,9 @@ class Evaluation:
     model: keras.Model
     checkpoint: str  # the checkpoint of these weights
     train_terms: dict[str, float] = field(default_factory=dict)  # each loss term's, likewise
-    first_batch: tuple | None = None  # (features, labels) of the evaluation's first batch
-    first_outputs: object = None  # the model's outputs on it, from the evaluation pass
-    activations: dict = field(default_factory=dict)  # each encoder block's output on it
+    first_batch: tuple[Any, Any] | None = None  # (features, labels) of the first batch
+    first_outputs: Any = None  # the model's outputs on it, from the evaluation pass
+    activations: dict[str, np.ndarray] = field(default_factory=dict)  # each block's output
     arrays: dict[str, np.ndarray] = field(default_factory=dict)  # recorders' own metrics
     is_best: bool = field(default=False)  # set by KeepBest, which runs first
 
@@ -128,7 +135,7 @@ class Recorder:
     def on_evaluation(self, evaluation: Evaluation) -> None:
         """One evaluation (in training, or of a checkpoint in continuous evaluation)."""
 
-    def evaluation_metrics(self, params) -> dict[str, keras.metrics.Metric]:
+    def evaluation_metrics(self, params: Params) -> dict[str, keras.metrics.Metric]:
         """Metrics this recorder needs accumulated over each evaluation (any shape)."""
         return {}
 
@@ -148,11 +155,11 @@ class Recorders:
 
     def __init__(
         self,
-        recorders,
+        recorders: Iterable[Recorder],
         say: Callable[[str], None],
         delivered: dict[str, int] | None = None,
         persist: Callable[[], None] | None = None,
-    ):
+    ) -> None:
         self.recorders, self.say = list(recorders), say
         self.failed: set[int] = set()
         self.keys = _keys(self.recorders)
@@ -163,7 +170,7 @@ class Recorders:
             self.delivered.setdefault(key, start)
         self.persist = persist
 
-    def _call(self, index: int, recorder: Recorder, method: str, *args) -> None:
+    def _call(self, index: int, recorder: Recorder, method: str, *args: Any) -> None:
         try:
             getattr(recorder, method)(*args)
         except Exception as error:
@@ -177,7 +184,7 @@ class Recorders:
                 "it records nothing more in this run"
             )
 
-    def _each(self, method: str, *args) -> None:
+    def _each(self, method: str, *args: Any) -> None:
         for index, recorder in enumerate(self.recorders):
             if index not in self.failed:
                 self._call(index, recorder, method, *args)
@@ -207,17 +214,18 @@ class Recorders:
     def finish(self) -> None:
         self._each("finish")
 
-    def evaluation_metrics(self, params) -> dict[str, keras.metrics.Metric]:
+    def evaluation_metrics(self, params: Params) -> dict[str, keras.metrics.Metric]:
         metrics = {}
         for recorder in self.recorders:
             metrics.update(recorder.evaluation_metrics(params))
         return metrics
 
 
-def _keys(recorders) -> list[str]:
+def _keys(recorders: Iterable[Recorder]) -> list[str]:
     """A name per recorder, the same from one start of a run to the next: its class name,
     numbered when several recorders share it."""
-    keys, seen = [], {}
+    keys: list[str] = []
+    seen: dict[str, int] = {}
     for recorder in recorders:
         name = recorder.name
         seen[name] = seen.get(name, 0) + 1
@@ -234,27 +242,31 @@ class Background:
     worker, naming ``name`` (work that must not change the run's result: figures).
     """
 
-    def __init__(self, name: str, coalesce: bool = False, report: Callable | None = None):
+    def __init__(
+        self, name: str, coalesce: bool = False, report: Callable[[str], None] | None = None
+    ) -> None:
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=name)
         self.name, self.coalesce, self.report = name, coalesce, report
         self.futures: list[concurrent.futures.Future] = []
 
-    def submit(self, fn: Callable, *args) -> None:
+    def submit(self, fn: Callable[..., object], *args: Any) -> None:
         if self.coalesce:
             waiting = [f for f in self.futures if not f.running() and not f.done()]
             for future in waiting:
                 future.cancel()
         self.futures = [f for f in self.futures if not f.done()]
         if self.report is not None:
-            self.futures.append(self.executor.submit(self._guarded, fn, *args))
+            self.futures.append(self.executor.submit(self._guarded, self.report, fn, *args))
         else:
             self.futures.append(self.executor.submit(fn, *args))
 
-    def _guarded(self, fn: Callable, *args) -> None:
+    def _guarded(
+        self, report: Callable[[str], None], fn: Callable[..., object], *args: Any
+    ) -> None:
         try:
             fn(*args)
         except Exception as error:
-            self.report(f"warning: {self.name} failed ({type(error).__name__}: {error})")
+            report(f"warning: {self.name} failed ({type(error).__name__}: {error})")
 
     def wait(self) -> None:
         futures, self.futures = self.futures, []

@@ -16,13 +16,16 @@ import sys
 import time
 import uuid
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from library.base.errors import Interrupted
+from library.base.errors import Interrupted, ProjectError
 from library.base.files import atomic_write_text, exists, read_text
 from library.config import HYPERPARAMETERS, PROJECT
-from library.contract import ProjectError
 from library.recorders.base import Evaluation, Recorder, Run
 from library.recorders.hparams import RUN_KEYS, hparam_value
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 RUN_FILE = "mlflow_run.json"  # in run.output_dir: the store, experiment and run to continue
 KEY_TAG = "scaffold.run_key"  # finds a run created just before a kill kept its id
@@ -92,7 +95,7 @@ class MLflowLogger(Recorder):
         self.mlflow = _import_mlflow()
         self.tracking_uri, self.experiment_name = tracking_uri, experiment_name
         self.run_name, self.tags = run_name, dict(tags or {})
-        self.client = None
+        self.client: MlflowClient | None = None  # for the run's store, made by start()
         self.run_id: str | None = None
         self.logged: dict[str, set[int]] = {}  # the steps each metric has in the store
 
@@ -105,26 +108,41 @@ class MLflowLogger(Recorder):
             saved = {}
         self.client = self.mlflow.MlflowClient(tracking_uri=uri)
         self.logged = {}
-        self.run_id = saved.get("run_id") or self._created_before_a_kill(saved)
-        resumed = self.run_id is not None
-        if not resumed:
-            self.run_id = self._create(run, uri)
-        mlflow_run = self.client.get_run(self.run_id)
+        run_id = saved.get("run_id") or self._created_before_a_kill(saved)
+        resumed = run_id is not None
+        if run_id is None:
+            run_id = self._create(run, uri)
+        self.run_id = run_id
+        mlflow_run = self._store.get_run(run_id)
         if mlflow_run.info.status != "RUNNING":  # ended by an earlier start
-            self.client.update_run(self.run_id, status="RUNNING")
+            self._store.update_run(run_id, status="RUNNING")
         for key in mlflow_run.data.metrics:
-            history = self.client.get_metric_history(self.run_id, key)
+            history = self._store.get_metric_history(run_id, key)
             self.logged[key] = {metric.step for metric in history}
         self._log_params(run, mlflow_run.data.params)
         doing = "continuing" if resumed else "logging to"
         run.say(f"MLflowLogger: {doing} MLflow run {self.run_id} in {_shown(uri)}")
+
+    @property
+    def _store(self) -> MlflowClient:
+        """The client of the run's store, which ``start`` made."""
+        if self.client is None:
+            raise RuntimeError("MLflowLogger: start() comes first")
+        return self.client
+
+    @property
+    def _run_id(self) -> str:
+        """The MLflow run's id, which ``start`` set."""
+        if self.run_id is None:
+            raise RuntimeError("MLflowLogger: start() comes first")
+        return self.run_id
 
     def _created_before_a_kill(self, saved: dict) -> str | None:
         """The run created with ``saved``'s key by a start killed before it kept its id (its
         id kept now), or None."""
         if "key" not in saved:
             return None
-        runs = self.client.search_runs(
+        runs = self._store.search_runs(
             [saved["experiment_id"]], f"tags.`{KEY_TAG}` = '{saved['key']}'", max_results=1
         )
         if not runs:
@@ -143,18 +161,21 @@ class MLflowLogger(Recorder):
         if run.role == "evaluator":
             run_name += " (evaluator)"
         tags = {**self.tags, KEY_TAG: key, "scaffold.model_dir": os.path.abspath(run.model_dir)}
-        created = self.client.create_run(experiment_id, run_name=run_name, tags=tags)
+        created = self._store.create_run(experiment_id, run_name=run_name, tags=tags)
         atomic_write_text(self.path, json.dumps({**record, "run_id": created.info.run_id}))
         return created.info.run_id
 
     def _experiment(self, name: str) -> str:
-        experiment = self.client.get_experiment_by_name(name)
+        experiment = self._store.get_experiment_by_name(name)
         if experiment is not None:
             return experiment.experiment_id
         try:
-            return self.client.create_experiment(name)
+            return self._store.create_experiment(name)
         except self.mlflow.exceptions.MlflowException:  # another process created it meanwhile
-            return self.client.get_experiment_by_name(name).experiment_id
+            experiment = self._store.get_experiment_by_name(name)
+            if experiment is None:  # not made by another process: MLflow's error says why
+                raise
+            return experiment.experiment_id
 
     def _log_params(self, run: Run, existing: Mapping[str, str]) -> None:
         """The parameters the run does not have yet; a value changed since it began (a resume
@@ -171,9 +192,9 @@ class MLflowLogger(Recorder):
         entities = self.mlflow.entities
         fresh = [entities.Param(k, v) for k, v in values.items() if k not in existing]
         for first in range(0, len(fresh), PARAMS_PER_CALL):
-            self.client.log_batch(self.run_id, params=fresh[first : first + PARAMS_PER_CALL])
+            self._store.log_batch(self._run_id, params=fresh[first : first + PARAMS_PER_CALL])
 
-    def _log(self, step: int, values: Mapping[str, float]) -> None:
+    def _log(self, step: int, values: Mapping[str, float | None]) -> None:
         """Logs the values at ``step`` of the metrics that do not have that step yet."""
         now, entities = int(time.time() * 1000), self.mlflow.entities
         fresh = [
@@ -182,7 +203,7 @@ class MLflowLogger(Recorder):
             if value is not None and step not in self.logged.get(key, ())
         ]
         for first in range(0, len(fresh), METRICS_PER_CALL):
-            self.client.log_batch(self.run_id, metrics=fresh[first : first + METRICS_PER_CALL])
+            self._store.log_batch(self._run_id, metrics=fresh[first : first + METRICS_PER_CALL])
         for metric in fresh:
             self.logged.setdefault(metric.key, set()).add(step)
 
@@ -190,7 +211,9 @@ class MLflowLogger(Recorder):
         self._log(step, {f"train/{name}": value for name, value in values.items()})
 
     def on_evaluation(self, evaluation: Evaluation) -> None:
-        values = {f"eval/{name}": value for name, value in evaluation.results.items()}
+        values: dict[str, float | None] = {
+            f"eval/{name}": value for name, value in evaluation.results.items()
+        }
         values["train_loss"] = evaluation.train_loss
         values.update({f"train_loss/{k}": v for k, v in evaluation.train_terms.items()})
         if evaluation.is_best:
@@ -208,7 +231,7 @@ class MLflowLogger(Recorder):
             status = "KILLED"  # stopped by a signal, at a checkpoint: the run resumes
         else:
             status = "FAILED"
-        self.client.set_terminated(self.run_id, status)
+        self._store.set_terminated(self.run_id, status)
         self.run_id = None
 
 

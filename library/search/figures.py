@@ -46,7 +46,7 @@ def draw_figures(study, root: str, say) -> list[str]:
     enough trials; a figure that cannot be drawn is said and left out)."""
     from optuna.visualization import matplotlib as figures
 
-    written = []
+    written: list[str] = []
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
     if not complete:  # nothing to draw
         return written

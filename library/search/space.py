@@ -130,7 +130,8 @@ def parse_sweep(text: str, schema: Schema) -> tuple[str, list[Any], bool]:
             raise ConfigError(
                 f"--sweep {text}: a geometric range needs positive numbers, FACTOR != 1"
             )
-        raw, value = [], start
+        raw: list[float | str] = []  # numbers here, the texts of a list below
+        value = start
         rising = factor > 1
         while (value <= stop * (1 + 1e-9)) if rising else (value >= stop * (1 - 1e-9)):
             raw.append(float(f"{value:.6g}"))

@@ -23,7 +23,7 @@ import re
 import socket
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
@@ -71,6 +71,7 @@ class ReportToTrial(Recorder):
         self.trial.report(evaluation.results[self.metric], evaluation.step)
         if self.pruned_at is None and self.trial.should_prune():
             self.pruned_at = evaluation.step
+            assert self.request_stop is not None  # a trial trains: start() had a trainer's
             self.request_stop(
                 f"trial {self.trial.number} pruned at step {evaluation.step}: its "
                 f"{self.metric} is worse than the median of the finished trials there"
@@ -116,7 +117,9 @@ def open_study(params: Params, dimensions: list[Dimension]) -> optuna.Study:
         if params.search_pruning
         else optuna.pruners.NopPruner()
     )
-    direction = "minimize" if params.best_mode == "min" else "maximize"
+    direction: Literal["minimize", "maximize"] = (
+        "minimize" if params.best_mode == "min" else "maximize"
+    )
     # The process that creates the study samples from random_seed (a search run again from
     # scratch picks the same values); every process that joins it draws from a seed of its
     # own, or all would try the same values. A grid is the exception: each process takes
@@ -290,7 +293,7 @@ def run_sweep(
             )
             break
     pick = min if params.best_mode == "min" else max
-    best = pick(results, key=lambda trial: trial.value)
+    best = pick(results, key=_value)
     say(
         f"best {label(key, best.user_attrs[key])}: {metric} {best.value:.4g} at step "
         f"{best.user_attrs['step']}; {os.path.join(root, 'sweep.csv')}, "
@@ -324,10 +327,19 @@ def _done_value(study, key: str, value: Any):
     return next((t for t in complete if t.user_attrs.get(key) == value), None)
 
 
-def _worse(current, previous, params: Params) -> bool:
+def _value(trial: optuna.trial.FrozenTrial) -> float:
+    """A completed trial's value (one that failed or was pruned has none)."""
+    if trial.value is None:
+        raise ValueError(f"trial {trial.number} has no value")
+    return trial.value
+
+
+def _worse(
+    current: optuna.trial.FrozenTrial, previous: optuna.trial.FrozenTrial, params: Params
+) -> bool:
     if params.best_mode == "min":
-        return current.value > previous.value
-    return current.value < previous.value
+        return _value(current) > _value(previous)
+    return _value(current) < _value(previous)
 
 
 def _write_sweep(root, key, metric, results, geometric: bool, mode: str) -> None:
@@ -380,7 +392,8 @@ def write_outputs(study, params: Params, dimensions, root: str, say) -> None:
         f"best trial {best.number}: {params.best_metric} {best.value:.4g}; as sets for the YAML "
         "files (put your set's anchor in place of the upper-case one):"
     )
-    schema, sets = params.schema, {}
+    schema = params.schema
+    sets: dict[str, str] = {}  # {file: the name of its set of the best values}
     for file, name in ((HYPERPARAMETERS, params.hyperparameter_set), (PROJECT, params.config_set)):
         values = {
             k: float(f"{v:.4g}") if isinstance(v, float) else v

@@ -61,22 +61,29 @@ def canonical_names(paths: Sequence[str]) -> list[str]:
     split = [path.split("/") for path in paths]
     for parts in split:
         for depth, segment in enumerate(parts[:-1]):
-            match = _SUFFIX.match(segment)
-            if match["base"] in bases:
-                key = ("/".join(parts[:depth]), match["base"])
-                seen.setdefault(key, set()).add(int(match["number"] or 0))
+            base, number = _counted(segment)
+            if base in bases:
+                seen.setdefault(("/".join(parts[:depth]), base), set()).add(number)
     order = {key: {n: i for i, n in enumerate(sorted(numbers))} for key, numbers in seen.items()}
     names = []
     for parts in split:
         renamed = list(parts)
         for depth, segment in enumerate(parts[:-1]):
-            match = _SUFFIX.match(segment)
-            key = ("/".join(parts[:depth]), match["base"])
+            base, number = _counted(segment)
+            key = ("/".join(parts[:depth]), base)
             if key in order:
-                index = order[key][int(match["number"] or 0)]
-                renamed[depth] = match["base"] + (f"_{index}" if index else "")
+                index = order[key][number]
+                renamed[depth] = base + (f"_{index}" if index else "")
         names.append("/".join(renamed))
     return names
+
+
+def _counted(segment: str) -> tuple[str, int]:
+    """``conv2d_7`` as ``("conv2d", 7)``; a segment without a counter has 0."""
+    match = _SUFFIX.match(segment)
+    if match is None:  # an empty segment (the pattern matches any other)
+        return segment, 0
+    return match["base"], int(match["number"] or 0)
 
 
 def is_weight(name: str) -> bool:

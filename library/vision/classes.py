@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Any
 
 import tensorflow as tf
 
@@ -43,7 +44,7 @@ def prepare(params):
             names = read_class_names(params)
         except InputError:
             names = []
-    changes = {"class_names": names}
+    changes: dict[str, Any] = {"class_names": names}
     if not params["num_classes"]:
         changes["num_classes"] = len(names)
     return params.replace(**changes)

@@ -53,7 +53,7 @@ class ConvertOptions:
 
 def list_images(dataset_dir: str, classes: Sequence[str]) -> list[tuple[str, int]]:
     """(path, label) of every image below each class folder, nested folders included."""
-    found = []
+    found: list[tuple[str, int]] = []
     for label, name in enumerate(classes):
         class_dir = os.path.join(dataset_dir, name)
         if not os.path.isdir(class_dir):
@@ -124,7 +124,7 @@ def prepare_image(path: str, max_edge: int) -> tuple[bytes, int, int] | str:
     try:
         with open(path, "rb") as stream:
             raw = stream.read()
-        image = Image.open(io.BytesIO(raw))
+        image: Image.Image = Image.open(io.BytesIO(raw))  # the file's, then an RGB copy
         source_format = image.format
         orientation = image.getexif().get(EXIF_ORIENTATION, 1)
         image.load()  # decodes everything: truncated files fail here, not in training
@@ -251,7 +251,8 @@ def _write_records(options, classes, tasks, writer):
 
     from library.vision.records import serialize_example
 
-    class_counts, skipped = Counter(), []
+    class_counts: Counter[int] = Counter()  # by label
+    skipped: list[dict[str, str]] = []
     progress = tf.keras.utils.Progbar(
         len(tasks),
         verbose=1 if sys.stdout.isatty() else 2,  # no bar redrawn into log files

@@ -19,6 +19,7 @@ from library.base.files import exists
 from library.contract import call_input_fn
 from library.recorders.base import Background, Evaluation, Recorder, Run
 from library.recorders.plots import plt, save_figure
+from library.recorders.summaries import Summaries
 
 CONFUSION_PNG = "confusion_matrix.png"
 PREDICTIONS_PNG = "predictions.png"
@@ -168,6 +169,7 @@ class ClassificationFigures(Recorder):
             return
         names = list(self.params.class_names)
         title = f"Best checkpoint, {evaluation.when()}:"
+        assert self.background is not None  # start() made it
         self.background.submit(
             plot_confusion_matrix,
             evaluation.arrays["confusion_matrix"],
@@ -211,7 +213,7 @@ class ImageSummaries(Recorder):
 
     def __init__(self, image: str = "image", max_images: int = 16):
         self.image, self.max_images = image, max_images
-        self.writers = None
+        self.writers: Summaries | None = None
         self.background: Background | None = None
 
     def start(self, run: Run) -> None:
@@ -219,7 +221,7 @@ class ImageSummaries(Recorder):
         self.background = Background("image summaries", report=run.say)
         fresh = not exists(os.path.join(run.model_dir, "checkpoint"))
         if run.train_input_fn is not None and run.writers.train is not None and fresh:
-            features, _ = next(iter(call_input_fn(run.train_input_fn)))
+            features = next(iter(call_input_fn(run.train_input_fn)))[0]
             images = _part(features, self.image)[: self.max_images]
             with run.writers.train.as_default(step=0):
                 tf.summary.image("input", images, max_outputs=self.max_images)
@@ -234,12 +236,14 @@ class ImageSummaries(Recorder):
             None,
         )
         if kernel is not None:
+            assert self.background is not None  # start() made it
             self.background.submit(self._filters, kernel, evaluation.step)
 
     def _filters(self, kernel: np.ndarray, step: int) -> None:
         filters = np.transpose(kernel, [3, 0, 1, 2])  # [out, h, w, 3]
         low = filters.min(axis=(1, 2, 3), keepdims=True)
         high = filters.max(axis=(1, 2, 3), keepdims=True)
+        assert self.writers is not None  # start() took them
         with self.writers.eval.as_default(step=step):
             tf.summary.image(
                 "first_layer_filters", (filters - low) / (high - low + 1e-8), max_outputs=32
@@ -362,7 +366,7 @@ class _Pictures(Recorder):
     def __init__(self, image: str, max_examples: int, every_evaluation: bool):
         self.image, self.max_examples = image, max_examples
         self.every_evaluation = every_evaluation
-        self.writers = None
+        self.writers: Summaries | None = None
         self.directory = ""
         self.background: Background | None = None
         self.say: Callable[[str], None] = print
@@ -386,6 +390,7 @@ class _Pictures(Recorder):
         images = np.asarray(_part(features, self.image))[:count]
         arrays = self.arrays(labels, evaluation.first_outputs, count)
         title = ("Best checkpoint, " if evaluation.is_best else "") + evaluation.when()
+        assert self.background is not None  # start() made it
         self.background.submit(
             self._draw, images, arrays, evaluation.step, title, summary, evaluation.is_best
         )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import tensorflow as tf
@@ -30,7 +30,7 @@ FILENAME = "image/filename"
 MASK = "image/segmentation/class/encoded"
 MASK_FORMAT = "image/segmentation/class/format"
 
-Feature = tf.io.FixedLenFeature | tf.io.VarLenFeature
+Feature: TypeAlias = tf.io.FixedLenFeature | tf.io.VarLenFeature
 
 # The label kinds named by a word; any other is given as its tf.io feature.
 LABEL_KINDS: dict[str, tf.io.FixedLenFeature] = {

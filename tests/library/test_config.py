@@ -88,18 +88,6 @@ def test_command_line_can_choose_another_hyperparameter_set(tmp_path):
     assert params.dropout_rate == 0.25
 
 
-def test_override_on_one_set_does_not_leak_into_another(tmp_path):
-    path = write_config(tmp_path)
-    first, _ = config.resolve(
-        ["--project_file", path, "--config_set", "small", "--train_epochs", "99"], HYPERPARAMETERS
-    )
-    second, _ = config.resolve(["--project_file", path, "--config_set", "default"], HYPERPARAMETERS)
-    third, _ = config.resolve(["--project_file", path, "--config_set", "small"], HYPERPARAMETERS)
-    assert first.train_epochs == 99.0
-    assert second.train_epochs == 10.0
-    assert third.train_epochs == 10.0
-
-
 def test_params_are_frozen_and_replace_checks_types(tmp_path):
     params = resolve(tmp_path)
     with pytest.raises(TypeError):

@@ -60,3 +60,15 @@ def test_a_figure_that_fails_is_said_at_once_and_the_run_still_succeeds(
     assert "warning: figures failed (ValueError: a figure that cannot be drawn)" in result.stdout
     assert [r["step"] for r in read_metrics(str(tmp_path / "model"))] == [2, 4]
     assert (tmp_path / "best" / "confusion_matrix.png").exists()  # the rest was drawn
+
+
+def test_the_confusion_matrix_counts_true_against_predicted_classes_over_batches():
+    from library.vision.figures import ConfusionMatrix
+
+    matrix = ConfusionMatrix(3, lambda logits: tf.argmax(logits, -1), label="class")
+    logits = tf.one_hot([0, 2, 2, 1], 3)  # predicted 0, 2, 2, 1
+    matrix.update_state({"class": tf.constant([0, 2, 1, 1])}, logits)
+    matrix.update_state({"class": tf.constant([[2], [0]])}, tf.one_hot([2, 1], 3))
+    np.testing.assert_array_equal(matrix.result(), [[1, 1, 0], [0, 1, 1], [0, 0, 2]])
+    matrix.reset_state()
+    assert int(tf.reduce_sum(matrix.result())) == 0

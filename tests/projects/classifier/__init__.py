@@ -18,7 +18,7 @@ RUN_PY = os.path.join(FOLDER, "run.py")
 
 def load_functions():
     """The functions by contract name, imported late."""
-    from library.contract import Functions
+    from library import Functions
     from library.vision import classes, serving
 
     from . import functions as own

@@ -3,9 +3,7 @@
 import keras
 import tensorflow as tf
 
-from library.contract import ModeKeys
-from library.data import pipeline
-from library.transfer.hub import HubModule
+from library import HubModule, ModeKeys, random_seeds, read_records, replica_batch_size
 from library.vision import images, records
 from library.vision.classes import class_names_of
 from library.vision.figures import ClassificationFigures, ImageSummaries
@@ -41,7 +39,7 @@ def parse(serialized, params, seed=None):
 
 def input_fn(file_pattern, mode, params, input_context=None):
     training = mode == ModeKeys.TRAIN
-    dataset = pipeline.read_records(
+    dataset = read_records(
         file_pattern,
         training,
         cycle_length=params.interleave_cycle_length,
@@ -51,15 +49,13 @@ def input_fn(file_pattern, mode, params, input_context=None):
         input_context=input_context,
     )
     batch = params.train_batch_size if training else params.eval_batch_size
-    dataset = dataset.batch(
-        pipeline.replica_batch_size(batch, input_context), drop_remainder=training
-    )
+    dataset = dataset.batch(replica_batch_size(batch, input_context), drop_remainder=training)
     if training:
-        dataset = tf.data.Dataset.zip(dataset, pipeline.random_seeds(params.random_seed))
+        dataset = tf.data.Dataset.zip(dataset, random_seeds(params.random_seed))
         dataset = dataset.map(lambda s, seed: parse(s, params, seed), num_parallel_calls=2)
     else:
         dataset = dataset.map(lambda s: parse(s, params), num_parallel_calls=2)
-    return dataset.prefetch(pipeline.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def serving_fn(inputs, params):

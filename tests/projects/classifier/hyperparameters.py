@@ -1,6 +1,6 @@
 """The tiny classifier's hyperparameters (no TensorFlow: read before it loads)."""
 
-from library.config import Field
+from library import Field
 from library.vision import options as image_kit
 
 RUN_OPTIONS = image_kit.RUN_OPTIONS

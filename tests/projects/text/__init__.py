@@ -15,7 +15,7 @@ PROJECT_FILE = os.path.join(FOLDER, "project.yaml")
 
 def load_functions():
     """The functions by contract name, imported late."""
-    from library.contract import Functions
+    from library import Functions
 
     from . import functions as own
 

@@ -4,8 +4,7 @@ vectorizes the raw strings itself."""
 import keras
 import tensorflow as tf
 
-from library.contract import ModeKeys
-from library.data import pipeline
+from library import ModeKeys, read_records, replica_batch_size
 
 SPEC = {
     "text": tf.io.FixedLenFeature([], tf.string),
@@ -20,12 +19,12 @@ def _parse(serialized):
 
 def input_fn(file_pattern, mode, params, input_context=None):
     training = mode == ModeKeys.TRAIN
-    records = pipeline.read_records(
+    records = read_records(
         file_pattern, training, shuffle_buffer=64, seed=params.random_seed,
         input_context=input_context,
     )  # fmt: skip
     batch = params.train_batch_size if training else params.eval_batch_size
-    batches = records.batch(pipeline.replica_batch_size(batch, input_context), drop_remainder=training)  # fmt: skip
+    batches = records.batch(replica_batch_size(batch, input_context), drop_remainder=training)  # fmt: skip
     return batches.map(_parse)
 
 
@@ -33,7 +32,7 @@ def prepare_fn(params):
     """The vocabulary, adapted on the training texts when none is given."""
     if params.vocabulary:
         return params
-    texts = pipeline.read_records(params.train_files, training=False).map(
+    texts = read_records(params.train_files, training=False).map(
         lambda s: tf.io.parse_single_example(s, SPEC)["text"]
     )
     layer = keras.layers.TextVectorization(max_tokens=params.max_tokens)

@@ -1,6 +1,6 @@
 """The text classifier's hyperparameters (no TensorFlow)."""
 
-from library.config import Field
+from library import Field
 
 METRICS = ("accuracy",)
 
