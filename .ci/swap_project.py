@@ -20,7 +20,7 @@ import tempfile
 
 from grow_project import ROOT, copy_scaffold, run
 
-EXAMPLES = ("regression", "digit_boxes", "segmentation", "text_classifier")
+EXAMPLES = ("regression", "digit_boxes", "segmentation", "text_classifier", "gan", "distillation")
 
 
 def swap(clone: str, example: str) -> None:

@@ -39,18 +39,16 @@ def child(case: str, steps: int) -> None:
     optimizer = keras.optimizers.Adam(1e-3)
     optimizer.build(net.trainable_variables)
     state = library_steps.StepState()
-    step = tf.function(
-        library_steps.build_train_step(net, losses.loss_fn, optimizer, params, state)
-    )
+    step = tf.function(library_steps.one_model_step(net, losses.loss_fn, optimizer, params, state))
     size = params.image_size
     features = {"image": tf.random.stateless_uniform([64, size, size, 3], [0, 1])}
     labels = tf.random.stateless_uniform([64], [0, 2], maxval=10, dtype=tf.int32)
     for _ in range(5):  # trace and warm up
-        step(features, labels)
+        step((features, labels))
     float(state.step.numpy())
     start = time.perf_counter()
     for _ in range(steps):
-        step(features, labels)
+        step((features, labels))
     float(state.step.numpy())
     print(steps / (time.perf_counter() - start))
 

@@ -135,7 +135,7 @@ def alternating_rates(case):
             net = model.model_fn(params)
         optimizer = optimizers.optimizer_fn(params, schedule.make_plan(params, BATCH * 100))
         state = steps.StepState()
-        step = steps.build_train_step(net, losses.loss_fn, optimizer, params, state)
+        step = steps.one_model_step(net, losses.loss_fn, optimizer, params, state)
         loops[policy] = (steps.build_train_loop(strategy, step, state), iter(dataset))
     chunk = tf.constant(case["steps"], tf.int64)
     rates = {policy: [] for policy in loops}

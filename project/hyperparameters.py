@@ -11,7 +11,7 @@ TensorFlow loads too. ``ENCODERS`` and ``HEADS`` name the functions of ``encoder
 this project adds to the library's: the image kit's record keys and labels file.
 """
 
-from library.config import Field
+from library import Field
 from library.vision import options as image_kit
 
 RUN_OPTIONS = image_kit.RUN_OPTIONS
@@ -51,6 +51,7 @@ HYPERPARAMETERS = (
     Field("adam_beta1", float, 0.9, "Adam beta_1", interval="[0, 1)"),
     Field("adam_beta2", float, 0.999, "Adam beta_2", interval="[0, 1)"),
     Field("adam_epsilon", float, 1e-8, "Adam epsilon", interval="(0, inf)"),
+    Field("weight_decay", float, 0.0, "decoupled weight decay of Adam (AdamW), apart from the loss; 0: none", interval="[0, inf)"),
 )
 # fmt: on
 

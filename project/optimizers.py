@@ -40,7 +40,10 @@ def learning_rate_fn(params, plan):
         )
     elif params.lr_schedule == "exponential":
         rate = keras.optimizers.schedules.ExponentialDecay(
-            params.learning_rate, decay_steps=plan.steps_per_epoch, decay_rate=params.lr_decay_rate
+            # plan.steps: in a run whose epochs are not counted, one line (a PlanError)
+            params.learning_rate,
+            decay_steps=plan.steps(1.0),
+            decay_rate=params.lr_decay_rate,
         )
     elif params.lr_schedule == "piecewise":
         # Keras keeps values[i] while step <= boundaries[i]: the step that starts epoch e is
@@ -60,4 +63,6 @@ def optimizer_fn(params, plan):
         beta_1=params.adam_beta1,
         beta_2=params.adam_beta2,
         epsilon=params.adam_epsilon,
+        # Decoupled from the loss (AdamW), unlike l2_regularization; None skips its ops.
+        weight_decay=params.weight_decay or None,
     )

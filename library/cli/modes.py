@@ -6,11 +6,17 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import tensorflow as tf
 
-from library.base.errors import CompileError, DivergedError, Interrupted, UserError
+from library.base.errors import (
+    CompileError,
+    DivergedError,
+    Interrupted,
+    ProjectError,
+    UserError,
+)
 from library.cli import predict
 from library.config import MODES, Params
 from library.contract import Functions, ModeKeys, call_input_fn
@@ -177,8 +183,18 @@ def _manifests(patterns) -> list[str]:
 
 
 def input_for(functions: Functions, pattern: str, mode: str, params: Params) -> Callable:
-    """The project's ``input_fn`` for one file pattern and mode, as the Estimator takes it."""
-    return lambda input_context=None: functions.input_fn(pattern, mode, params, input_context)
+    """The project's ``input_fn`` for one file pattern and mode, as the Estimator takes it.
+
+    Raises:
+        ProjectError: the project declares no ``input_fn``.
+    """
+    input_fn = functions.input_fn
+    if input_fn is None:
+        raise ProjectError(
+            "training and evaluating need the project's input_fn(file_pattern, mode, params, "
+            "input_context=None) -> tf.data.Dataset (library/contract.py)"
+        )
+    return lambda input_context=None: input_fn(pattern, mode, params, input_context)
 
 
 def _train(params: Params, functions: Functions, evaluate: bool) -> int:
@@ -188,7 +204,7 @@ def _train(params: Params, functions: Functions, evaluate: bool) -> int:
         check_reachable(params.data_service_address)
         print(f"training input from the tf.data service at {params.data_service_address}")
     plan = schedule.make_plan(params, train_records(params))
-    patterns = [params.train_files, *([params.eval_files] if evaluate else [])]
+    patterns = [params.train_files, *(_eval_patterns(params) if evaluate else [])]
     print(actions.describe(plan))
     if not evaluate and (params.plateau_patience or params.early_stopping_patience):
         print("warning: plateau and early stopping act on evaluations: --mode train makes none")
@@ -200,12 +216,12 @@ def _train(params: Params, functions: Functions, evaluate: bool) -> int:
     train_spec = TrainSpec(
         input_for(functions, params.train_files, ModeKeys.TRAIN, params), plan.train_steps
     )
-    eval_spec = EvalSpec(
-        input_for(functions, params.eval_files, ModeKeys.EVAL, params), params.eval_steps or None
-    )
+    inputs = _eval_inputs(functions, params)
+    eval_spec = EvalSpec(inputs.get("", inputs), params.eval_steps or None)
     try:
         if evaluate:  # built once now: files that do not suit it are named before training
-            call_input_fn(eval_spec.input_fn)
+            for input_fn in inputs.values():
+                call_input_fn(input_fn)
         if evaluate:
             train_and_evaluate(estimator, train_spec, eval_spec)
         else:
@@ -216,7 +232,9 @@ def _train(params: Params, functions: Functions, evaluate: bool) -> int:
     return 0
 
 
-def _explain(error: Exception, params: Params, functions: Functions, patterns) -> Exception:
+def _explain(
+    error: tf.errors.OpError, params: Params, functions: Functions, patterns: Sequence[str]
+) -> Exception:
     """The data error named by file, when the files are to blame (none match, a corrupt
     TFRecord shard, or what the project's ``diagnose_fn`` finds); else the error itself."""
     asserted = _assertion(error.message)
@@ -281,17 +299,26 @@ def _evaluate(params: Params, functions: Functions) -> int:
     return 0
 
 
+def _eval_patterns(params: Params) -> list[str]:
+    return list(params.eval_sets.values()) or [params.eval_files]
+
+
+def _eval_inputs(functions: Functions, params: Params) -> dict:
+    """The evaluation input functions of training: ``{set: input_fn}`` of ``eval_sets``, or
+    ``{"": input_fn}`` of ``eval_files`` alone."""
+    sets = dict(params.eval_sets) or {"": params.eval_files}
+    return {name: input_for(functions, p, ModeKeys.EVAL, params) for name, p in sets.items()}
+
+
 def _continuous_eval(params: Params, functions: Functions) -> int:
     plan = schedule.make_plan(params, train_records(params))
     estimator = build_estimator(params, functions, plan, data_from="latest")
     params = estimator.params
     try:
-        estimator.evaluate_continuously(
-            input_for(functions, params.eval_files, ModeKeys.EVAL, params),
-            params.eval_steps or None,
-        )
+        inputs = _eval_inputs(functions, params)
+        estimator.evaluate_continuously(inputs.get("", inputs), params.eval_steps or None)
     except DATA_ERRORS as error:
-        raise _explain(error, params, functions, [params.eval_files]) from None
+        raise _explain(error, params, functions, _eval_patterns(params)) from None
     return 0
 
 

@@ -30,6 +30,15 @@ RUN_OPTIONS: tuple[Field, ...] = (
     ),
     Field("eval_files", str, "dataset/test/test-*.tfrecord", "glob of the evaluation files"),
     Field(
+        "eval_sets",
+        dict[str, str],
+        {},
+        "several evaluation sets, by name ({validation: GLOB, test_hard: GLOB}): training "
+        "evaluates each in place of eval_files and logs its results under its name "
+        "(validation/loss); best_metric names the set (test_hard/accuracy; a bare metric is "
+        "the first set's); {}: eval_files alone",
+    ),
+    Field(
         "train_records",
         int,
         0,
@@ -65,6 +74,24 @@ RUN_OPTIONS: tuple[Field, ...] = (
         32,
         "examples per training step (the global batch, over all replicas)",
         interval="[1, inf)",
+    ),
+    Field(
+        "accumulate_batches",
+        int,
+        1,
+        "gradient accumulation: each update averages the gradients of this many training "
+        "batches (one update of a batch this many times larger); the steps, the schedule and "
+        "steps_per_epoch count updates",
+        interval="[1, inf)",
+    ),
+    Field(
+        "ema_decay",
+        float,
+        0.0,
+        "a moving average of the weights, updated after each step with this decay (0.999: "
+        "about the last 1000 steps), is what evaluation, the best checkpoint and the export "
+        "use; 0: the trained weights",
+        interval="[0, 1)",
     ),
     Field("eval_batch_size", int, 64, "examples per evaluation step", interval="[1, inf)"),
     Field(

@@ -55,12 +55,14 @@ def build_arg_parser(schema: Schema, prog: str = "run.py") -> argparse.ArgumentP
     for file in (PROJECT, HYPERPARAMETERS):
         group = parser.add_argument_group(f"{file}.yaml keys (override the chosen set)")
         for field in schema.file_fields(file):
+            # A bool key given alone means true: --plots, as --plots true.
+            flag: dict[str, Any] = {"nargs": "?", "const": "true"} if field.type is bool else {}
             group.add_argument(
                 f"--{field.name}",
                 default=argparse.SUPPRESS,
                 metavar=field.type_name.upper(),
                 help=f"{field.help}{constraint(field)} (default: {plain(field.default)!r})",
-                **({"nargs": "?", "const": "true"} if field.type is bool else {}),
+                **flag,
             )
     return parser
 
@@ -119,7 +121,7 @@ def resolve(
     values.update(_check_set(schema, hp_set, HYPERPARAMETERS, where))
     values.update(overrides)
     params = Params(values, args.config_set, schema)
-    _check_best_metric(params, metrics)
+    params = _check_best_metric(params, metrics)
     _check_patterns(params)
     _check_scale(params, getattr(args, "mode", None) in TRAINING_MODES)
     if check is not None:
@@ -147,8 +149,15 @@ def _refuse_unknown(tokens: Sequence[str], schema: Schema) -> None:
         raise ConfigError(f"unknown option --{key}{hint}; see --help")
 
 
-def _check_best_metric(params: Params, metrics: Sequence[str]) -> None:
+def _check_best_metric(params: Params, metrics: Sequence[str]) -> Params:
+    """``params``, its ``best_metric`` checked; with several evaluation sets, a bare metric
+    becomes the first set's (``accuracy``: ``validation/accuracy``)."""
     known = ["loss", *metrics]
+    sets = list(params.eval_sets)
+    if sets and params.best_metric in known:
+        return params.replace(best_metric=f"{sets[0]}/{params.best_metric}")
+    if sets:
+        known = [f"{name}/{metric}" for name in sets for metric in known]
     if params.best_metric not in known:
         close = difflib.get_close_matches(params.best_metric, known, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -156,6 +165,7 @@ def _check_best_metric(params: Params, metrics: Sequence[str]) -> None:
             f"best_metric must be one of the evaluation results {', '.join(known)}, "
             f"got {params.best_metric!r}{hint}"
         )
+    return params
 
 
 def _check_scale(params: Params, training: bool) -> None:

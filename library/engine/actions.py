@@ -157,8 +157,8 @@ class Evaluate(Action):
         self.progress.pause()  # evaluation time is not training throughput
         started = time.perf_counter()
         # SaveCheckpoint ran just before: an evaluation always follows a save at its step.
-        model = self.trainer.model
-        self.evaluator.evaluate(model, self.input_fn, self.max_batches)
+        model = self.trainer.evaluated  # the moving average of the weights, if any
+        self.evaluator.evaluate_sets(model, self.input_fn, self.max_batches)
         epoch, checkpoint = self.trainer.plan.epoch(step), self.saver.last or ""
         evaluation = self.evaluator.evaluation(step, epoch, model, checkpoint, self.saver.recorded)
         # Given again after a kill, it reaches recorders after the one that keeps the best

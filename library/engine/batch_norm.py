@@ -51,7 +51,7 @@ def build_refresh(
     def refresh(iterator, batches):
         totals = [tf.zeros_like(v) for v in variables]
         for _ in tf.range(batches):
-            features, _ = next(iterator)
+            features = next(iterator)[0]
             measured = strategy.run(replica_pass, args=(features,))
             measured = [
                 strategy.reduce(tf.distribute.ReduceOp.MEAN, m, axis=None) for m in measured

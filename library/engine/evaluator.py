@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import keras
 import numpy as np
@@ -13,8 +14,9 @@ import tensorflow as tf
 from library.base.errors import first_line
 from library.config import Params
 from library.contract import Functions, model_feature_names
-from library.engine import distribute, steps
+from library.engine import distribute, steps, update
 from library.outputs import checkpoints
+from library.outputs import run_state as run_state_file
 from library.recorders.base import Evaluation, Recorders
 
 BLOCK_PREFIX = "block"
@@ -64,7 +66,8 @@ class Evaluator:
         self.functions, self.params, self.strategy = functions, params, strategy
         self.recorders = recorders
         self._compiled: tuple | None = None  # (model, loss metrics, metrics, extras, eval step)
-        self._datasets: tuple | None = None  # (input_fn, features, its distributed dataset)
+        # {(input_fn, features): its distributed dataset}, one per evaluation set
+        self._datasets: dict[tuple, Any] = {}
         self._restorable: keras.Model | None = None  # built once, for checkpoints
         self.terms: tuple[str, ...] = ()  # the loss terms, once compiled
         self.arrays: dict[str, np.ndarray] = {}  # the recorders' metrics, last evaluation
@@ -89,12 +92,13 @@ class Evaluator:
         for metric in [*losses.values(), *metrics.values(), *extras.values()]:
             metric.reset_state()
         self.first_batch, self.first_outputs, self.activations = None, None, {}
-        for batches, (features, labels) in enumerate(dataset):
+        for batches, element in enumerate(dataset):
             if max_batches and batches >= max_batches:
                 break
+            features, labels, weight = steps.unpack(element)
             if batches == 0:
                 self.first_batch = distribute.first_replica(self.strategy, (features, labels))
-                observed = eval_step(features, labels, observe=True)
+                observed = eval_step(features, labels, weight, observe=True)
                 outputs, activations = distribute.first_replica(self.strategy, observed)
                 self.first_outputs = outputs
                 self.activations = {
@@ -102,27 +106,49 @@ class Evaluator:
                     for name, value in activations.items()
                 }
             else:
-                eval_step(features, labels)
+                eval_step(features, labels, weight)
         results = {name: float(m.result()) for name, m in losses.items()}
         results.update({name: float(m.result()) for name, m in metrics.items()})
         self.arrays = {name: np.asarray(m.result()) for name, m in extras.items()}
         self.results = results
         return results
 
+    def evaluate_sets(
+        self,
+        model: keras.Model,
+        input_fns: Callable | Mapping[str, Callable],
+        max_batches: int | None = None,
+    ) -> dict[str, float]:
+        """``evaluate`` of one input function, or of several evaluation sets by name: each
+        set's results under its name (``validation/loss``), in the sets' order; the first
+        batch, outputs and arrays the recorders draw are the first set's."""
+        if callable(input_fns):
+            return self.evaluate(model, input_fns, max_batches)
+        by_set = {}
+        for name in reversed(list(input_fns)):  # the first set last: what stays is its own
+            by_set[name] = self.evaluate(model, input_fns[name], max_batches)
+        self.results = {
+            f"{name}/{key}": value for name in input_fns for key, value in by_set[name].items()
+        }
+        return self.results
+
     def _dataset(self, input_fn: Callable, features):
         """The distributed dataset of ``input_fn`` (with the ``features`` the model takes),
         built once: each evaluation iterates it anew (building a pipeline costs a tenth of a
         second or more)."""
-        if self._datasets is None or self._datasets[:2] != (input_fn, features):
+        key = (input_fn, tuple(features or ()))
+        if key not in self._datasets:
+            if len(self._datasets) >= 8:  # input functions made anew for each call
+                self._datasets.clear()
             dataset = distribute.distribute_dataset(self.strategy, input_fn, features=features)
-            self._datasets = (input_fn, features, dataset)
-        return self._datasets[2]
+            self._datasets[key] = dataset
+        return self._datasets[key]
 
     def _compile(self, model: keras.Model, dataset, input_fn: Callable) -> tuple:
         if self._compiled is None or self._compiled[0] is not model:
             loss_fn, params = self.functions.loss_fn, self.params
             spec = distribute.element_spec(self.strategy, dataset, input_fn)
-            self.terms = steps.loss_terms(loss_fn, model, params, spec)
+            self.terms = update.loss_terms(loss_fn, model, params, spec)
             with self.strategy.scope():
                 names = ["loss", *(f"loss/{term}" for term in self.terms)]
                 losses = {name: keras.metrics.Mean(name=name) for name in names}
@@ -193,7 +219,7 @@ def evaluate_continuously(
     evaluator: Evaluator,
     model_dir: str,
     plan,
-    input_fn: Callable,
+    input_fn: Callable | Mapping[str, Callable],
     max_batches: int | None,
     recorders: Recorders,
     timeout_secs: float,
@@ -242,9 +268,12 @@ def _evaluate_checkpoint(evaluator, prefix, step, plan, input_fn, max_batches):
     """The evaluation of checkpoint ``prefix``; None when it was deleted before it was read
     whole."""
     try:
-        model, state = evaluator.restore(prefix, evaluator.terms)
-        evaluator.evaluate(model, input_fn, max_batches)
-        if evaluator.terms and not state.terms:  # known now: read them from the checkpoint
+        # The training's terms, as its run state names them (a step of the project's own logs
+        # others than loss_fn's); else loss_fn's, known once the evaluator has compiled.
+        recorded = (run_state_file.read(prefix) or {}).get("terms")
+        model, state = evaluator.restore(prefix, recorded or evaluator.terms)
+        evaluator.evaluate_sets(model, input_fn, max_batches)
+        if recorded is None and evaluator.terms and not state.terms:  # known now
             _, state = evaluator.restore(prefix, evaluator.terms)
     except (checkpoints.CheckpointError, tf.errors.NotFoundError):
         if tf.io.gfile.exists(f"{prefix}.index"):

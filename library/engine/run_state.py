@@ -5,9 +5,13 @@ checkpoint and after every delivery of an evaluation; nothing is rebuilt from a 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from library.outputs import run_state as state_file
+
+if TYPE_CHECKING:
+    from library.outputs.best import BestExporter
+    from library.recorders.patience import Patience
 
 
 class RunState:
@@ -22,12 +26,17 @@ class RunState:
         saved = saved or {}
         self.saved = saved
         self.delivered: dict[str, int] = dict(saved.get("delivered", {}))
-        self.patience = None  # library.recorders.patience.Patience, when its rules are on
-        self.best = None  # library.outputs.best.BestExporter, when the run keeps a best
+        self.patience: Patience | None = None  # when its rules are on
+        self.best: BestExporter | None = None  # when the run keeps a best
         self.prefix: str | None = None  # the checkpoint it is written beside
+        # The names of the terms the step state sums (an evaluator in another process reads
+        # the training's terms by them: a project's own step logs other names than loss_fn).
+        self.terms: list[str] = list(saved.get("terms", []))
 
     def snapshot(self) -> dict[str, Any]:
         state: dict[str, Any] = {"delivered": dict(self.delivered)}
+        if self.terms:
+            state["terms"] = list(self.terms)
         if self.patience is not None:
             state["patience"] = self.patience.to_dict()
         if self.best is not None:

@@ -62,7 +62,8 @@ def make_plan(params: Mapping, train_records: int | None) -> Plan:
         PlanError: a length in epochs while the records are not counted.
     """
     records = params["train_records"] or train_records
-    steps_per_epoch = max(1, records // params["train_batch_size"]) if records else 0
+    per_update = params["train_batch_size"] * params.get("accumulate_batches", 1)
+    steps_per_epoch = max(1, records // per_update) if records else 0
     per_epoch = Plan(steps_per_epoch, 1, 1, 1, 1)
     train_steps = params["train_steps"] or max(1, per_epoch.steps(params["train_epochs"]))
     eval_every = params["steps_between_evals"] or max(

@@ -17,7 +17,9 @@ import keras
 import tensorflow as tf
 
 from library.base.errors import CompileError
+from library.config import Params
 from library.contract import model_inputs
+from library.engine.update import DefaultStep, TrainingStep, total_loss
 
 _FIRST = tf.VariableAggregation.ONLY_FIRST_REPLICA  # counters: every replica counts the same
 _SUM = tf.VariableAggregation.SUM  # sums each replica adds to
@@ -104,129 +106,157 @@ class StepState(tf.Module):
             self.checkpoint_terms_total.assign(tf.zeros_like(self.checkpoint_terms_total))
 
 
-def loss_terms(
-    loss_fn: Callable, model: keras.Model, params: Mapping, element_spec
-) -> tuple[str, ...]:
-    """The names of the terms ``loss_fn`` returns (sorted), or ``()`` for one loss: found by
-    tracing it on the symbolic outputs of ``model`` and the labels of ``element_spec`` (a
-    dataset's ``(features, labels)`` spec); nothing runs."""
-    features_spec, labels_spec = element_spec
-
-    def spec(tensor):
-        return tf.TensorSpec(tensor.shape, tensor.dtype)
-
-    try:
-        outputs_spec = tf.nest.map_structure(spec, model.output)
-    except (AttributeError, ValueError):  # a subclassed model: trace it as well
-        probe = tf.function(
-            lambda f, y: loss_fn(y, model(model_inputs(model, f), training=False), params)
-        )
-        structure = probe.get_concrete_function(features_spec, labels_spec).structured_outputs
-    else:
-        probe = tf.function(lambda y, outputs: loss_fn(y, outputs, params))
-        structure = probe.get_concrete_function(labels_spec, outputs_spec).structured_outputs
-    return tuple(sorted(structure)) if isinstance(structure, Mapping) else ()
-
-
-def total_loss(loss) -> tuple[tf.Tensor, list[tf.Tensor]]:
-    """``(per-example total, [per-example term, ...] in the order of their names)``."""
-    if not isinstance(loss, Mapping):
-        return tf.cast(loss, tf.float32), []
-    terms = [tf.cast(loss[name], tf.float32) for name in sorted(loss)]
-    return tf.add_n(terms), terms
-
-
-def mean_loss(per_example: tf.Tensor, model: keras.Model) -> tf.Tensor:
-    """Mean of the per-example loss over the global batch, plus the model's regularisation.
-
-    On several replicas each divides by the global batch and the optimizer sums their
-    gradients; the regularisation is split among them the same way.
-    """
-    loss = tf.nn.compute_average_loss(tf.cast(per_example, tf.float32))
-    if model.losses:
-        loss += tf.nn.scale_regularization_loss(
-            tf.add_n([tf.cast(x, tf.float32) for x in model.losses])
-        )
-    return loss
-
-
 def build_train_step(
-    model: keras.Model,
-    loss_fn: Callable,
-    optimizer: keras.optimizers.Optimizer,
-    params: Mapping,
+    step: TrainingStep,
+    updaters: Mapping[str, keras.optimizers.Optimizer],
+    variables: Mapping[str, Sequence[tf.Variable]],
     state: StepState,
-    variables: Sequence[tf.Variable] | None = None,
-    update_scales: Sequence[float] | None = None,
+    scales: Mapping[str, Sequence[float]] | None = None,
     scale_updates: bool = False,
-):
-    """One update on one replica; a non-finite loss or gradient on any replica leaves weights,
-    optimizer and batch-norm statistics untouched on all of them.
+    averaged: tuple[keras.Model, keras.Model, float] | None = None,
+) -> Callable[..., None]:
+    """One update on one replica, of one batch or of several accumulated: each loss the
+    step computes is differentiated with respect to its optimizer's variables; a non-finite
+    loss or gradient on any replica leaves every weight, optimizer and batch-norm statistic
+    untouched on all of them.
+
+    ``train_step(element, ...)`` takes one ``(features, labels[, sample_weight])`` element
+    per accumulated batch: the update applies the mean of their gradients (one batch of all
+    their examples, for equal batches).
 
     Args:
-        variables: what trains (default: all trainable variables of the model); a frozen
-            variable is left out, so no gradient is computed for it.
-        update_scales: one factor per variable on its update (not its gradient: Adam is
-            invariant to the scale of a gradient), e.g. per-layer learning-rate multipliers.
+        step: what computes the losses (``library/engine/update.py``).
+        updaters: each loss's optimizer, by name (a ``LossScaleOptimizer`` under
+            mixed_float16: gradients of the scaled loss, unscaled by it, an update skipped
+            and the scale lowered when they overflow, which is no divergence).
+        variables: what each optimizer trains (a frozen variable left out: no gradient).
+        scales: per optimizer, one factor per variable on its update (not its gradient: Adam
+            is invariant to the scale of a gradient), e.g. per-layer learning-rate
+            multipliers.
         scale_updates: also scale every update by ``state.lr_multiplier`` (which an action
             may lower during training). Scaling costs a copy of the variables per step, so
             it is built in only when a factor can differ from 1.
+        averaged: ``(average, model, decay)``: after each applied update, the average's
+            trainable weights move toward the model's (``decay``), its other weights (batch
+            norm's statistics) are the model's.
     """
-    variables = list(model.trainable_variables if variables is None else variables)
-    scales = [1.0] * len(variables) if update_scales is None else list(update_scales)
-    # mixed_float16: gradients of a scaled loss; the optimizer unscales them, and skips the
-    # update and lowers the scale when they overflow (not a divergence: the loss is finite).
-    loss_scale = optimizer if isinstance(optimizer, keras.optimizers.LossScaleOptimizer) else None
-    scaled = scale_updates or any(s != 1.0 for s in scales)
+    names = list(updaters)
+    scales = {n: list((scales or {}).get(n, [1.0] * len(variables[n]))) for n in names}
+    scaled = {n: scale_updates or any(s != 1.0 for s in scales[n]) for n in names}
+    loss_scales = {
+        n: u for n, u in updaters.items() if isinstance(u, keras.optimizers.LossScaleOptimizer)
+    }
+    # What a skipped step puts back: the non-trainable variables (batch norm's statistics,
+    # dropout's random state) of the models that train (a frozen teacher's never change).
+    models = [m for m in step.models() if m.trainable]
+    first = updaters[names[0]]
+
+    def gradients(element):
+        features, labels, weight = unpack(element)
+        with tf.GradientTape(persistent=len(names) > 1) as tape:
+            losses, logged = step.compute(features, labels, weight)
+            targets = {
+                n: loss_scales[n].scale_loss(losses[n]) if n in loss_scales else losses[n]
+                for n in names
+            }
+        grads = {n: tape.gradient(targets[n], variables[n]) for n in names}
+        return losses, dict(logged), grads
 
     def apply(grads):
-        before = [tf.identity(v) for v in variables] if scaled else None
-        optimizer.apply_gradients(zip(grads, variables, strict=True))
-        if before is not None:
-            for variable, old, scale in zip(variables, before, scales, strict=True):
-                variable.assign(old + (variable - old) * (scale * state.lr_multiplier))
+        for name in names:
+            before = [tf.identity(v) for v in variables[name]] if scaled[name] else None
+            updaters[name].apply_gradients(zip(grads[name], variables[name], strict=True))
+            if before is not None:
+                pairs = zip(variables[name], before, scales[name], strict=True)
+                for variable, old, scale in pairs:
+                    variable.assign(old + (variable - old) * (scale * state.lr_multiplier))
+        if averaged is not None:
+            average(*averaged)
 
-    def train_step(features, labels):
+    def train_step(*elements):
         # Batch norm updates its moving statistics in the forward pass: keep them to undo.
-        statistics = [tf.identity(v) for v in model.non_trainable_variables]
-        with tf.GradientTape() as tape:
-            outputs = model(model_inputs(model, features), training=True)
-            per_example, terms = total_loss(loss_fn(labels, outputs, params))
-            loss = mean_loss(per_example, model)
-            target = loss_scale.scale_loss(loss) if loss_scale else loss
-        grads = tape.gradient(target, variables)
-        grad_norm = tf.linalg.global_norm([g for g in grads if g is not None])
-        if loss_scale:
-            grad_norm /= loss_scale.dynamic_scale
-            finite = all_replicas(tf.math.is_finite(loss))
-        else:
-            finite = all_replicas(tf.math.is_finite(loss) & tf.math.is_finite(grad_norm))
-        rate = tf.cast(optimizer.learning_rate, tf.float32)
+        statistics = [tf.identity(v) for m in models for v in m.non_trainable_variables]
+        losses, logged, grads = accumulated(gradients, elements)
+        finite, grad_norm = finite_and_norm(losses, grads, loss_scales)
+        finite = all_replicas(finite)
+        rate = tf.cast(first.learning_rate, tf.float32)
         state.learning_rate.assign(rate * state.lr_multiplier if scale_updates else rate)
+        statistic_variables = [v for m in models for v in m.non_trainable_variables]
         apply_or_revert(
-            finite,
-            apply,
-            grads,
-            lambda saved: restore(model.non_trainable_variables, saved),
-            statistics,
+            finite, apply, grads, lambda saved: restore(statistic_variables, saved), statistics
         )
-        record_step(state, finite, grad_norm, per_example, terms)
+        record_step(state, finite, grad_norm, logged)
 
     return train_step
 
 
-def gradient_pass(model: keras.Model, loss_fn: Callable, params: Mapping) -> Callable:
-    """``gradients(features, labels)``: the step's forward and backward pass, updating no
-    weight (the global norm of the gradients); batch norm's moving statistics do move (the
-    caller puts them back). What the input check times the step by."""
+def finite_and_norm(
+    losses: Mapping[str, tf.Tensor], grads: Mapping[str, list], loss_scales: Mapping
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """``(whether every loss and gradient is finite on this replica, the global norm of the
+    gradients)``; a loss-scaled optimizer's gradients are unscaled, and their overflow is its
+    own to handle (it skips its update and lowers its scale: no divergence)."""
+    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(x)) for x in losses.values()])
+    norms = []
+    for name, gradients in grads.items():
+        norm = tf.linalg.global_norm([g for g in gradients if g is not None])
+        if name in loss_scales:
+            norms.append(norm / loss_scales[name].dynamic_scale)
+        else:
+            norms.append(norm)
+            finite &= tf.math.is_finite(norm)
+    return finite, norms[0] if len(norms) == 1 else tf.linalg.global_norm(norms)
+
+
+def average(averaged: keras.Model, model: keras.Model, decay: float) -> None:
+    """One step of the moving average of ``model``'s weights in ``averaged``."""
+    for target, value in zip(averaged.weights, model.weights, strict=True):
+        if target.trainable:
+            target.assign(decay * target + (1.0 - decay) * tf.cast(value, target.dtype))
+        else:
+            target.assign(value)
+
+
+def accumulated(gradients: Callable, elements: Sequence) -> tuple:
+    """``(losses, logged, gradients)`` of one element, or their means over several."""
+    losses, logged, grads = gradients(elements[0])
+    if len(elements) == 1:
+        return losses, logged, grads
+    for element in elements[1:]:
+        more_losses, more_logged, more_grads = gradients(element)
+        losses = {n: losses[n] + more_losses[n] for n in losses}
+        logged = {n: logged[n] + more_logged[n] for n in logged}
+        grads = {
+            n: [None if a is None else a + b for a, b in zip(grads[n], more_grads[n], strict=True)]
+            for n in grads
+        }
+    count = float(len(elements))
+    return (
+        {n: v / count for n, v in losses.items()},
+        {n: v / count for n, v in logged.items()},
+        {n: [None if g is None else g / count for g in grads[n]] for n in grads},
+    )
+
+
+def unpack(element) -> tuple:
+    """``(features, labels, sample_weight or None)`` of a dataset's element."""
+    features, labels, *rest = element
+    return features, labels, rest[0] if rest else None
+
+
+def gradient_pass(step: TrainingStep, params: Mapping) -> Callable:
+    """``gradients(features, labels[, sample_weight])``: the step's forward and backward
+    pass, updating no weight (the global norm of the gradients); batch norm's moving
+    statistics do move (the caller puts them back). What the input check times the step
+    by."""
+    variables = step.variables()
 
     @tf.function(jit_compile=bool(params.get("xla")))
-    def gradients(features, labels):
-        with tf.GradientTape() as tape:
-            outputs = model(model_inputs(model, features), training=True)
-            per_example, _ = total_loss(loss_fn(labels, outputs, params))
-            loss = mean_loss(per_example, model)
-        grads = tape.gradient(loss, model.trainable_variables)
+    def gradients(*element):
+        features, labels, weight = unpack(element)
+        with tf.GradientTape(persistent=len(variables) > 1) as tape:
+            losses, _ = step.compute(features, labels, weight)
+        grads = [g for n in variables for g in tape.gradient(losses[n], variables[n])]
         return tf.linalg.global_norm([g for g in grads if g is not None])
 
     return gradients
@@ -276,23 +306,27 @@ def restore(variables: Sequence[tf.Variable], values: Sequence[tf.Tensor]) -> No
         variable.assign(value)
 
 
-def record_step(state: StepState, finite, grad_norm, per_example, terms=()) -> None:
-    """Counts the step, its NaN streak, its loss and loss terms (weight 0 for a skipped
-    step)."""
+def record_step(state: StepState, finite, grad_norm, logged: Mapping[str, tf.Tensor]) -> None:
+    """Counts the step, its NaN streak, its loss (``logged["loss"]``, else the sum of what
+    it logs) and each logged term (weight 0 for a skipped step)."""
     state.step.assign_add(1)
     state.nonfinite_in_a_row.assign(
         tf.where(finite, tf.constant(0, tf.int64), state.nonfinite_in_a_row + 1)
     )
     state.nonfinite_total.assign_add(tf.cast(~finite, tf.int64))
     state.grad_norm.assign(tf.where(finite, grad_norm, state.grad_norm))
+    if "loss" in logged:
+        loss = logged["loss"]
+    else:
+        loss = tf.add_n(list(logged.values())) if logged else tf.constant(0.0)
     # NaN * 0 is still NaN: zero the loss of a skipped step before weighting it out.
-    batch_loss = tf.where(finite, tf.reduce_mean(tf.cast(per_example, tf.float32)), 0.0)
+    batch_loss = tf.where(finite, tf.cast(loss, tf.float32), 0.0)
     weight = tf.cast(finite, tf.float32)
     state.log_loss.update_state(batch_loss, sample_weight=weight)
     state.checkpoint_loss_total.assign_add(batch_loss * weight)
     state.checkpoint_loss_count.assign_add(weight)
-    if terms:
-        means = tf.stack([tf.reduce_mean(term) for term in terms])
+    if state.terms:
+        means = tf.stack([tf.cast(logged[name], tf.float32) for name in state.terms])
         means = tf.where(finite, means, tf.zeros_like(means)) * weight
         state.log_terms_total.assign_add(means)
         state.log_terms_count.assign_add(weight)
@@ -305,8 +339,10 @@ def build_train_loop(
     state: StepState,
     xla: bool = False,
     time_input: bool = True,
+    accumulate: int = 1,
 ):
-    """Runs ``steps`` train steps inside one graph call (``steps_per_execution``).
+    """Runs ``steps`` train steps inside one graph call (``steps_per_execution``), each of
+    ``accumulate`` batches (gradient accumulation).
 
     The time spent waiting for each batch is added to ``state.input_wait`` (what tells an
     input-bound run from a compute-bound one), unless ``time_input`` is False: TensorFlow's
@@ -322,13 +358,13 @@ def build_train_loop(
             if time_input:
                 started = tf.timestamp()
                 with tf.control_dependencies([started]):
-                    element = next(iterator)
-                with tf.control_dependencies(tf.nest.flatten(element, expand_composites=True)):
+                    elements = tuple(next(iterator) for _ in range(accumulate))
+                arrived = tf.nest.flatten(elements, expand_composites=True)
+                with tf.control_dependencies(arrived):
                     state.input_wait.assign_add(tf.timestamp() - started)
             else:
-                element = next(iterator)
-            features, labels = element
-            strategy.run(step, args=(features, labels))
+                elements = tuple(next(iterator) for _ in range(accumulate))
+            strategy.run(step, args=elements)
         return state.nonfinite_in_a_row.read_value()
 
     return train_loop
@@ -342,7 +378,7 @@ def check_compilable(element_spec, features: Sequence[str] | None) -> None:
         element_spec: the ``(features, labels)`` spec of the training batches.
         features: the features the model takes (None: all of them).
     """
-    features_spec, labels_spec = element_spec
+    features_spec, labels_spec = element_spec[:2]
     if isinstance(features_spec, Mapping):
         taken = {k: v for k, v in features_spec.items() if features is None or k in features}
     else:
@@ -398,7 +434,7 @@ def build_eval_step(
     figures cost no forward pass of their own.
     """
 
-    def replica_step(features, labels, observe):
+    def replica_step(features, labels, weight, observe):
         inputs = model_inputs(model, features)
         activations = {}
         if observe and observer is not None:
@@ -406,16 +442,39 @@ def build_eval_step(
         else:
             outputs = model(inputs, training=False)
         loss = loss_fn(labels, outputs, params)
-        total, _ = total_loss(loss)
-        loss_metrics["loss"].update_state(total)
-        for name, term in loss.items() if isinstance(loss, Mapping) else ():
-            loss_metrics[f"loss/{name}"].update_state(tf.cast(term, tf.float32))
+        total, terms = total_loss(loss)
+        weighted = {} if weight is None else {"sample_weight": weight}
+        loss_metrics["loss"].update_state(total, **weighted)
+        for name, term in terms.items():
+            loss_metrics[f"loss/{name}"].update_state(term, **weighted)
         for metric in metrics.values():
-            metric.update_state(labels, outputs)
+            metric.update_state(labels, outputs, **weighted)
         return (outputs, activations) if observe else None
 
     @tf.function(reduce_retracing=True)
-    def eval_step(features, labels, observe=False):
-        return strategy.run(replica_step, args=(features, labels, observe))
+    def eval_step(features, labels, weight=None, observe=False):
+        return strategy.run(replica_step, args=(features, labels, weight, observe))
 
     return eval_step
+
+
+def one_model_step(
+    model: keras.Model,
+    loss_fn: Callable,
+    optimizer: keras.optimizers.Optimizer,
+    params: Params,
+    state: StepState,
+    variables: Sequence[tf.Variable] | None = None,
+    update_scales: Sequence[float] | None = None,
+    scale_updates: bool = False,
+) -> Callable[..., None]:
+    """The default update of ``model`` by ``optimizer`` (already made), as ``train_step(
+    (features, labels))``: for a test or a benchmark that drives the step itself."""
+    step = DefaultStep(loss_fn, lambda params, plan: optimizer)
+    step.build(model, params)
+    step.optimizers = {"model": optimizer}
+    trained = list(model.trainable_variables if variables is None else variables)
+    scales = None if update_scales is None else {"model": list(update_scales)}
+    return build_train_step(
+        step, {"model": optimizer}, {"model": trained}, state, scales, scale_updates
+    )

@@ -1,5 +1,6 @@
-"""What training holds: model, optimizer and step state created under the strategy, restored
-from ``model_dir``, with the compiled train loop and the input iterator."""
+"""What training holds: the model, the update (its optimizers, and a project's own models),
+the step state and the moving average, created under the strategy, restored from
+``model_dir``, with the compiled train loop and the input iterator."""
 
 from __future__ import annotations
 
@@ -10,14 +11,16 @@ from dataclasses import dataclass, field
 
 import keras
 import tensorflow as tf
+from tensorflow.python.framework import config as tf_config  # op determinism, either way
 
-from library.base.errors import first_line
+from library.base.errors import ProjectError, first_line
 from library.config import Params
 from library.contract import Functions, call_input_fn, model_feature_names
 from library.engine import batch_norm, distribute, steps
 from library.engine.run_state import RunState
 from library.engine.schedule import Plan
 from library.engine.stall import StallWatch
+from library.engine.update import DefaultStep, TrainingStep
 from library.monitor import bottleneck
 from library.monitor.goodput import Goodput
 from library.outputs import checkpoints, decided
@@ -30,8 +33,8 @@ class Trainer:
     """The training state of one run; ``train(n)`` runs ``n`` steps."""
 
     strategy: tf.distribute.Strategy
-    model: keras.Model
-    optimizer: keras.optimizers.Optimizer
+    model: keras.Model  # the model trained (model_fn's)
+    update: TrainingStep  # the update, holding every optimizer
     state: steps.StepState
     plan: Plan
     manager: tf.train.CheckpointManager
@@ -47,6 +50,13 @@ class Trainer:
     goodput: Goodput | None = None  # where the wall time goes
     # (train loss, loss terms, learning rate) of the period the restored checkpoint ended
     restored_record: tuple = (None, {}, 0.0)
+    averaged: keras.Model | None = None  # the moving average of the weights (ema_decay)
+
+    @property
+    def evaluated(self) -> keras.Model:
+        """The model evaluation, the best checkpoint and the export see: the moving average
+        of the weights when there is one, else the trained model."""
+        return self.averaged if self.averaged is not None else self.model
 
     @property
     def step(self) -> int:
@@ -121,10 +131,16 @@ def create_trainer(
         checkpoints.CheckpointError: checkpoints exist and none restores.
     """
     _prepare_process(params, say)
-    model, features, dataset, state = _model_and_input(functions, params, input_fn, strategy)
+    model, step, dataset, spec = _model_and_input(functions, params, input_fn, strategy)
+    terms = step.logged_names(spec)  # traced outside the scope: a cross-replica context
+    with strategy.scope():  # would refuse a step's tf.nn.compute_average_loss
+        state = steps.StepState(terms)
+        averaged = _averaged_model(functions, params) if params.ema_decay else None
+    weights = {"model": model} if averaged is None else {"trained_model": model, "model": averaged}
     source = restore_dir or params.model_dir
+    _check_average(tf.train.latest_checkpoint(source), averaged is not None)
     restored = checkpoints.restore_latest(
-        tf.train.Checkpoint(model=model, state=state),
+        tf.train.Checkpoint(**weights, state=state),
         source,
         say,
         read_only=source != params.model_dir,
@@ -135,54 +151,104 @@ def create_trainer(
         kept = int(state.schedule_steps.numpy())  # the schedule's length the run began with
         plan = plan.replace(schedule_steps=kept or plan.schedule_steps)
     _warm_start(model, params, restored, say)
+    if averaged is not None and not restored:  # the average starts from the weights
+        for target, value in zip(averaged.weights, model.weights, strict=True):
+            target.assign(value)
     state.schedule_steps.assign(plan.schedule_steps)
-    optimizer, loss_scale = _optimizer(functions, params, plan, strategy, model)
+    updaters = _optimizers(step, params, plan, strategy)
     iterator = iter(dataset)
-    refresh_statistics = _statistics_refresher(
-        strategy, model, input_fn, params.batch_norm_refresh_batches, features, params.deterministic
+    refresh_statistics = _statistics_refresher(  # of what is evaluated, before each save
+        strategy,
+        model if averaged is None else averaged,
+        input_fn,
+        params.batch_norm_refresh_batches,
+        model_feature_names(model),
+        params.deterministic,
     )
-    saved = _checkpointed(model, optimizer, loss_scale, state, params, data_decided)
+    saved = _checkpointed(weights, step, updaters, state, data_decided)
     if params.checkpoint_input_pipeline or params.deterministic:  # exact: where the data is
         saved["iterator"] = iterator
         if refresh_statistics is not None:  # its batches too
             saved["statistics_iterator"] = refresh_statistics.iterator
     if restored:  # the rest of the checkpoint (the model and step state are restored)
-        _restore_the_rest(saved, model, restored, say)
+        _restore_the_rest(saved, step, model, restored, say)
     manager = tf.train.CheckpointManager(
         tf.train.Checkpoint(**saved),
         params.model_dir,
         max_to_keep=params.keep_checkpoints,
         step_counter=state.step,
     )
-    update = loss_scale or optimizer
-    train_loop = _train_loop(functions, params, strategy, model, update, state, say)
-    trainer = Trainer(
-        strategy, model, optimizer, state, plan, manager, train_loop, iterator, restored
-    )
-    trainer.refresh_statistics = refresh_statistics
-    _watch(trainer, input_fn, functions, params)
+    train_loop = _train_loop(step, updaters, params, strategy, state, model, averaged, say)
+    trainer = Trainer(strategy, model, step, state, plan, manager, train_loop, iterator, restored)
+    trainer.refresh_statistics, trainer.averaged = refresh_statistics, averaged
+    _watch(trainer, input_fn, params)
     if restored:
         trainer.saved_step, trainer.last_saved = trainer.step, restored
         trainer.restored_record = restored_record
         trainer.run_state = RunState(run_state_file.read(restored))
         trainer.run_state.prefix = restored if source == params.model_dir else None
+    trainer.run_state.terms = list(terms)
     return trainer
 
 
 def _model_and_input(functions, params, input_fn, strategy) -> tuple:
-    """``(model, the features it takes, the distributed training dataset, step state)``."""
+    """``(model, the update built on it, the distributed training dataset, one replica's
+    element spec)``. The default update gets the features the model takes; a project's own
+    gets them all (a GAN's discriminator reads the real images its generator does not)."""
     with strategy.scope(), precision(params.mixed_precision):
         model = functions.model_fn(params)
-    features = model_feature_names(model)
+        step = _training_step(functions, params)
+        step.build(model, params)
+    features = model_feature_names(model) if isinstance(step, DefaultStep) else None
     dataset = distribute.distribute_dataset(
         strategy, input_fn, params.data_service_address, features, params.deterministic
     )
     spec = distribute.element_spec(strategy, dataset, input_fn)
     if params.xla:
         steps.check_compilable(spec, features)
-    with strategy.scope():
-        state = steps.StepState(steps.loss_terms(functions.loss_fn, model, params, spec))
-    return model, features, dataset, state
+    return model, step, dataset, spec
+
+
+def _training_step(functions: Functions, params: Params) -> TrainingStep:
+    """The project's own update (``train_step_fn``), else the default one."""
+    own = functions.train_step_fn(params) if functions.train_step_fn else None
+    if own is not None:
+        if not isinstance(own, TrainingStep):
+            raise ProjectError(
+                f"train_step_fn returned a {type(own).__name__}, not a library.TrainingStep "
+                "(or None for the default update)"
+            )
+        return own
+    if functions.optimizer_fn is None:
+        raise ProjectError(
+            "the project declares no optimizer_fn: declare one (the default update trains "
+            "loss_fn with it), or a train_step_fn with optimizers of its own"
+        )
+    return DefaultStep(functions.loss_fn, functions.optimizer_fn)
+
+
+def _check_average(prefix: str | None, averaging: bool) -> None:
+    """Refuses to resume a run with the moving average switched on or off since its last
+    checkpoint: it would resume from the average, or find no trained weights."""
+    if prefix is None:
+        return
+    try:
+        keys = checkpoints.root_keys(prefix)
+    except (tf.errors.OpError, IndexError, ValueError):  # unreadable: restoring says which
+        return
+    if averaging == ("trained_model" in keys):
+        return
+    was = "without" if averaging else "with"
+    raise checkpoints.CheckpointError(
+        f"ema_decay: {prefix} was trained {was} a moving average of the weights; resume with "
+        "the ema_decay it had (0: none), or train into a new model_dir with warm_start_from"
+    )
+
+
+def _averaged_model(functions: Functions, params: Params) -> keras.Model:
+    """A second copy of the model, for the moving average of the weights (float32: it is
+    evaluated and exported, never trained)."""
+    return functions.model_fn(params)
 
 
 def _prepare_process(params: Params, say: Callable[[str], None]) -> None:
@@ -197,6 +263,8 @@ def _prepare_process(params: Params, say: Callable[[str], None]) -> None:
         )
     if params.deterministic:  # for the whole process: no op may choose its order
         tf.config.experimental.enable_op_determinism()
+    elif tf_config.is_op_determinism_enabled():  # an earlier run of this process (a notebook,
+        tf_config.disable_op_determinism()  # a test) turned it on: this one times its input
 
 
 def _warm_start(model: keras.Model, params: Params, restored: str | None, say) -> None:
@@ -209,69 +277,103 @@ def _warm_start(model: keras.Model, params: Params, restored: str | None, say) -
         )
 
 
-def _optimizer(functions, params, plan, strategy, model):
-    """``(optimizer, loss scale or None)``, built on every trainable variable, frozen ones
+def _optimizers(step: TrainingStep, params: Params, plan: Plan, strategy) -> dict:
+    """The step's optimizers (kept in ``step.optimizers``, saved with it), each built on its
+    variables, and what applies each update: the optimizer, or under mixed_float16 its loss
+    scale. The default update's optimizer is built on every trainable variable, frozen ones
     too: its slots are saved by position, so a resume with another lr_mult restores each
     slot into its own variable."""
     with strategy.scope():
-        optimizer = functions.optimizer_fn(params, plan)
-        loss_scale = None
-        if params.mixed_precision == "mixed_float16":
-            loss_scale = keras.optimizers.LossScaleOptimizer(optimizer)
-        (loss_scale or optimizer).build(model.trainable_variables)
-    return optimizer, loss_scale
+        step.optimizers = dict(step.create_optimizers(params, plan))
+        variables = step.variables()
+        updaters = {}
+        for name, optimizer in step.optimizers.items():
+            updater = optimizer
+            if params.mixed_precision == "mixed_float16":
+                updater = keras.optimizers.LossScaleOptimizer(optimizer)
+            updater.build(list(variables[name]))
+            updaters[name] = updater
+    return updaters
 
 
-def _checkpointed(model, optimizer, loss_scale, state, params, data_decided) -> dict:
-    """What each checkpoint holds: the model, the optimizer (and apart, the loss scale:
-    checkpoints restore across precisions), the step state, the layers' random state and
-    what the data decided."""
-    saved = {"model": model, "optimizer": optimizer, "state": state, "seeds": seed_states(model)}
+def _checkpointed(weights: dict, step: TrainingStep, updaters: dict, state, data_decided) -> dict:
+    """What each checkpoint holds: the models (``model``: what is evaluated and exported),
+    the optimizers (and apart, the loss scales: checkpoints restore across precisions), the
+    step state, the layers' random state and what the data decided. The default update
+    keeps the keys it always had (``optimizer``, ``loss_scale``); a project's own is saved
+    whole (``step``: its models and optimizers)."""
+    models = _step_models(step, weights)
+    saved = {**weights, "state": state, "seeds": [v for m in models for v in seed_states(m)]}
+    scales = {n: u for n, u in updaters.items() if u is not step.optimizers[n]}
+    if isinstance(step, DefaultStep):
+        saved["optimizer"] = step.optimizers["model"]
+        if scales:
+            saved["loss_scale"] = scales["model"]
+    else:
+        saved["step"] = step
+        if scales:
+            saved["loss_scales"] = scales
     saved[decided.KEY] = decided.variable(data_decided or {})
-    if loss_scale is not None:
-        saved["loss_scale"] = loss_scale
     return saved
 
 
-def _restore_the_rest(saved: dict, model: keras.Model, prefix: str, say) -> None:
-    """The optimizer (it must restore: what trains must not have changed), then what a
+def _step_models(step: TrainingStep, weights: dict) -> list[keras.Model]:
+    """The models that train: the model first, then the step's others."""
+    model = weights.get("trained_model", weights["model"])
+    return [model, *(m for m in step.models() if m is not model)]
+
+
+def _restore_the_rest(saved: dict, step: TrainingStep, model, prefix: str, say) -> None:
+    """The optimizers (they must restore: what trains must not have changed), then what a
     checkpoint of an older version may not hold: the layers' random state, the loss scale,
     the input position, each said when it starts afresh."""
-    _check_same_trainables(model, prefix)
-    checkpoints.restore_from(tf.train.Checkpoint(optimizer=saved["optimizer"]), prefix)
+    if isinstance(step, DefaultStep):
+        _check_same_trainables(model, prefix)
+        checkpoints.restore_from(tf.train.Checkpoint(optimizer=saved["optimizer"]), prefix)
+    else:
+        checkpoints.restore_from(tf.train.Checkpoint(step=saved["step"]), prefix)
     _restore_optional({"seeds": saved["seeds"]}, prefix, "random state of the layers", say)
-    if "loss_scale" in saved:
-        _restore_optional({"loss_scale": saved["loss_scale"]}, prefix, "loss scale", say)
+    for key in ("loss_scale", "loss_scales"):
+        if key in saved:
+            _restore_optional({key: saved[key]}, prefix, "loss scale", say)
     iterators = {k: v for k, v in saved.items() if k.endswith("iterator")}
     if iterators and _restore_optional(iterators, prefix, "input position", say):
         say("the input pipeline resumes at its saved position")
 
 
-def _train_loop(functions, params, strategy, model, optimizer, state, say):
+def _train_loop(step, updaters, params, strategy, state, model, averaged, say):
     """The compiled loop of train steps (``library/engine/steps.py``)."""
-    variables, scales = warm_start.update_scales(model, params.lr_mult, say)
+    variables = {name: list(v) for name, v in step.variables().items()}
+    scales = None
+    if isinstance(step, DefaultStep):  # lr_mult: per-variable factors, frozen ones left out
+        variables["model"], model_scales = warm_start.update_scales(step.model, params.lr_mult, say)
+        scales = {"model": model_scales}
     train_step = steps.build_train_step(
-        model,
-        functions.loss_fn,
-        optimizer,
-        params,
-        state,
+        step,
+        updaters,
         variables,
+        state,
         scales,
         scale_updates=params.plateau_patience > 0,  # a plateau lowers lr_multiplier
+        averaged=None if averaged is None else (averaged, model, params.ema_decay),
     )
     return steps.build_train_loop(
-        strategy, train_step, state, params.xla, time_input=not params.deterministic
+        strategy,
+        train_step,
+        state,
+        params.xla,
+        time_input=not params.deterministic,
+        accumulate=params.accumulate_batches,
     )
 
 
-def _watch(trainer: Trainer, input_fn: Callable, functions: Functions, params: Params) -> None:
+def _watch(trainer: Trainer, input_fn: Callable, params: Params) -> None:
     """The input check, once a run (measured alone it must be), and the watchdog of a
     trainer fed by the tf.data service."""
     alone = trainer.strategy.num_replicas_in_sync == 1 and not params.data_service_address
     if params.input_check and alone:
-        model, loss_fn = trainer.model, functions.loss_fn
-        trainer.measure_input = lambda: measure_input(input_fn, model, loss_fn, params)
+        model, step = trainer.model, trainer.update
+        trainer.measure_input = lambda: measure_input(input_fn, model, step, params)
     if params.data_service_address:
         address, timeout = params.data_service_address, params.data_service_timeout_secs
 
@@ -295,23 +397,24 @@ def _accelerators() -> bool:
     return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
 
 
-def measure_input(input_fn: Callable, model: keras.Model, loss_fn: Callable, params: Params):
+def measure_input(input_fn: Callable, model: keras.Model, step: TrainingStep, params: Params):
     """The input check (``library.monitor.bottleneck``) of a fresh copy of the training
     pipeline, with the options training gives it, against the step's own passes; the
-    model's state (batch norm's statistics, dropout's random state) put back after."""
+    models' state (batch norm's statistics, dropout's random state) put back after."""
     options = tf.data.Options()
     options.deterministic = params.deterministic
     raw = call_input_fn(input_fn).with_options(options)
-    names = model_feature_names(model)
-    state = [tf.identity(v) for v in model.non_trainable_variables]
+    names = model_feature_names(model) if isinstance(step, DefaultStep) else None
+    kept = [v for m in [model, *step.models()] for v in m.non_trainable_variables]
+    state = [tf.identity(v) for v in kept]
     try:
         return bottleneck.measure(
             raw,
             lambda dataset: distribute.model_features(dataset, names),
-            steps.gradient_pass(model, loss_fn, params),
+            steps.gradient_pass(step, params),
         )
     finally:
-        steps.restore(model.non_trainable_variables, state)
+        steps.restore(kept, state)
 
 
 def seed_states(model: keras.Model) -> list:

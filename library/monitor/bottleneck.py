@@ -151,11 +151,10 @@ def delivery_rate(
 def step_rate(gradients: Callable, batch, seconds: float) -> float:
     """Passes per second of ``gradients`` (a forward and backward pass that updates nothing)
     on one cached batch."""
-    features, labels = batch
-    gradients(features, labels).numpy()  # traced and warm
+    gradients(*batch).numpy()  # traced and warm
     count, started = 0, time.perf_counter()
     while True:
-        gradients(features, labels).numpy()
+        gradients(*batch).numpy()
         count += 1
         elapsed = time.perf_counter() - started
         if elapsed >= seconds and count >= 3:

@@ -25,7 +25,7 @@ _NUMBERED = re.compile(rf"^{CHECKPOINT_PREFIX}-(\d+)\.index$")
 
 def clean_leftovers(directory: str) -> list[str]:
     """Removes ``*_temp`` folders and ``*.tmp-*`` files left by killed saves."""
-    removed = []
+    removed: list[str] = []
     if not tf.io.gfile.isdir(directory):
         return removed
     for name in tf.io.gfile.listdir(directory):
@@ -59,6 +59,17 @@ def restore_from(checkpoint: tf.train.Checkpoint, prefix: str) -> None:
     ``checkpoint`` tracks must all be there: a partial restore would train on garbage.
     """
     checkpoint.restore(prefix).expect_partial().assert_existing_objects_matched()
+
+
+def root_keys(prefix: str) -> set[str]:
+    """The names a checkpoint's root holds (``model``, ``optimizer``, ``state``, ...)."""
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(
+        tf.train.load_checkpoint(prefix).get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH")
+    )
+    return {child.local_name for child in graph.nodes[0].children}
 
 
 def restore_latest(

@@ -53,7 +53,8 @@ def plot_metrics(records: list[dict], plots_dir: str) -> list[str]:
         for label, key, style in named:
             values = [r.get(key) for r in records]
             everything += values
-            axis.plot(x, values, style, label=label)
+            # A value missing from a record (None) is a gap in the curve, as NaN draws it.
+            axis.plot(x, [math.nan if v is None else v for v in values], style, label=label)
         if log_scale:
             axis.set_yscale(loss_scale(everything))
         axis.set(xlabel=xlabel, ylabel=ylabel, title=title)
@@ -63,11 +64,16 @@ def plot_metrics(records: list[dict], plots_dir: str) -> list[str]:
         written.append(os.path.join(plots_dir, path))
         save_figure(figure, written[-1])
 
+    # Several evaluation sets: each set's loss (eval_<set>/loss) beside the training loss.
+    set_losses = [k for k in records[-1] if k.startswith("eval_") and k.endswith("/loss")]
+    evaluated = [(f"eval {k[5:-5]} loss", k, "s-") for k in set_losses] or [
+        ("eval loss", "eval_loss", "s-")
+    ]
     curves(
         "loss.png",
         "Loss: a widening gap means overfitting",
         "loss",
-        [("train loss", "train_loss", "o-"), ("eval loss", "eval_loss", "s-")],
+        [("train loss", "train_loss", "o-"), *evaluated],
         log_scale=True,
     )
     terms = [k.removeprefix("eval_loss/") for k in records[-1] if k.startswith("eval_loss/")]
@@ -81,7 +87,8 @@ def plot_metrics(records: list[dict], plots_dir: str) -> list[str]:
     for name in [*names, "learning_rate"]:
         if all(r.get(name) is None for r in records):
             continue
-        curves(f"{name}.png", name.replace("_", " "), name, [(name, name, "o-")])
+        file = name.replace("/", "_")  # a set's metric: eval_<set>/<metric>
+        curves(f"{file}.png", name.replace("_", " "), name, [(name, name, "o-")])
     return written
 
 

@@ -12,15 +12,14 @@ import tensorflow as tf
 from PIL import Image
 
 import project
-from library import config
-from library.contract import ModeKeys, project_functions
-from library.data.records import count_records
+from library import ModeKeys, PlanError, config, count_records, encoder_of, export_module
+from library.contract import project_functions
 from library.engine import schedule, steps
-from library.transfer import hub
 from library.vision.classes import prepare
 from library.vision.sample import write_class_tree
 from project import custom_ops, encoders, heads, hyperparameters, losses, model, optimizers
 from project import inputs as project_inputs
+from project.hyperparameters import SCHEDULES
 
 IMAGE_SIZE = 16  # small, and what every encoder of an image project must take
 SCHEMA = config.Schema(hyperparameters.HYPERPARAMETERS, hyperparameters.RUN_OPTIONS)
@@ -62,8 +61,8 @@ def module_dir(tmp_path_factory):
     """A pretrained module, for the encoders that take one (hub_handle): the default
     encoder, exported as a reusable SavedModel."""
     params = project_params(image_size=IMAGE_SIZE, num_classes=2)
-    encoder = hub.encoder_of(model.model_fn(params), params.encoder_layer)
-    return hub.export_module(encoder, str(tmp_path_factory.mktemp("module") / "encoder"))
+    encoder = encoder_of(model.model_fn(params), params.encoder_layer)
+    return export_module(encoder, str(tmp_path_factory.mktemp("module") / "encoder"))
 
 
 @pytest.mark.parametrize("head", choices("head"))
@@ -77,10 +76,10 @@ def test_every_encoder_and_head_trains_a_step(encoder, head, module_dir):
     optimizer = optimizers.optimizer_fn(params, schedule.Plan(10, 10, 10, 10, 10))
     optimizer.build(net.trainable_variables)
     state = steps.StepState()
-    train_step = tf.function(steps.build_train_step(net, losses.loss_fn, optimizer, params, state))
+    train_step = tf.function(steps.one_model_step(net, losses.loss_fn, optimizer, params, state))
     before = [v.numpy().copy() for v in net.trainable_variables]
     images = tf.random.uniform([4, IMAGE_SIZE, IMAGE_SIZE, 3])
-    train_step({"image": images}, tf.constant([0, 1, 2, 0]))
+    train_step(({"image": images}, tf.constant([0, 1, 2, 0])))
     assert int(optimizer.iterations) == 1 and np.isfinite(float(state.log_loss.result()))
     changed = [
         not np.array_equal(a, b.numpy())
@@ -156,11 +155,12 @@ def rates(schedule, steps):
     return [float(schedule(step) if callable(schedule) else schedule) for step in steps]
 
 
-@pytest.mark.parametrize("lr_schedule", ["constant", "cosine"])
+@pytest.mark.parametrize("lr_schedule", SCHEDULES)
 def test_warmup_ramps_up_with_every_schedule_and_with_train_steps(lr_schedule):
     params = project_params(
-        learning_rate=0.1, lr_schedule=lr_schedule, warmup_epochs=1.0, train_steps=100
-    )
+        learning_rate=0.1, lr_schedule=lr_schedule, warmup_epochs=1.0, train_steps=100,
+        lr_boundaries=[5.0], lr_values=[0.1, 0.01],
+    )  # fmt: skip
     plan = schedule.make_plan(params, train_records=10 * params.train_batch_size)
     assert plan.steps_per_epoch == 10 and plan.train_steps == 100  # train_steps wins...
     warm = rates(optimizers.learning_rate_fn(params, plan), range(12))
@@ -173,6 +173,14 @@ def test_warmup_ramps_up_with_every_schedule_and_with_train_steps(lr_schedule):
     assert warm[0] == pytest.approx(0.01, rel=1e-5)
     if lr_schedule == "cosine":
         assert rates(optimizers.learning_rate_fn(params, plan), [100])[0] < 1e-6  # decays to 0
+
+
+@pytest.mark.parametrize("lr_schedule", ["exponential", "piecewise"])
+def test_a_schedule_in_epochs_in_a_run_whose_epochs_are_not_counted_is_one_line(lr_schedule):
+    params = project_params(lr_schedule=lr_schedule, lr_boundaries=[2.0], lr_values=[0.1, 0.01])
+    plan = schedule.Plan(0, 100, 10, 10, 100)  # a run in steps, no record count
+    with pytest.raises(PlanError, match="epochs: the records of an epoch are not counted"):
+        optimizers.learning_rate_fn(params, plan)
 
 
 def test_project_preprocessing_sizes_normalises_and_is_stateless():
@@ -243,10 +251,10 @@ def test_resnet_preactivation_blocks_train_a_step():
     optimizer = optimizers.optimizer_fn(params, schedule.Plan(10, 10, 10, 10, 10))
     optimizer.build(net.trainable_variables)
     step = tf.function(
-        steps.build_train_step(net, losses.loss_fn, optimizer, params, steps.StepState())
+        steps.one_model_step(net, losses.loss_fn, optimizer, params, steps.StepState())
     )
     before = [v.numpy().copy() for v in net.trainable_variables]
-    step({"image": tf.random.uniform([4, 16, 16, 3])}, tf.constant([0, 1, 2, 0]))
+    step(({"image": tf.random.uniform([4, 16, 16, 3])}, tf.constant([0, 1, 2, 0])))
     assert all(
         not np.array_equal(a, b.numpy())
         for a, b in zip(before, net.trainable_variables, strict=True)
@@ -276,7 +284,7 @@ def test_the_generator_input_trains_and_evaluates_through_run_py(tmp_path, capsy
     to train on data made in Python: no files, lengths in steps."""
     import types
 
-    from library.cli import main
+    from library import main
 
     generated = types.ModuleType("project")
     generated.__dict__.update(vars(project))
@@ -303,3 +311,18 @@ def test_a_label_outside_the_classes_stops_the_loss_with_its_value():
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"\[label\] \[-1\]"):
         tf.function(losses.loss_fn)(tf.constant([-1, 0, 1]), logits, params)
     assert losses.loss_fn(tf.constant([0, 1, 1]), logits, params).shape == (3,)
+
+
+def test_weight_decay_shrinks_weights_apart_from_the_loss():
+    """AdamW's decay (weight_decay) moves a weight whose gradient is zero by rate x decay;
+    without it the weight stays."""
+    plan = schedule.Plan(10, 10, 10, 10, 10)
+    moved = {}
+    for decay in (0.0, 0.5):
+        params = project_params(lr_schedule="constant", learning_rate=0.1, weight_decay=decay)
+        optimizer = optimizers.optimizer_fn(params, plan)
+        weight = tf.Variable([1.0, -2.0])
+        optimizer.apply_gradients([(tf.zeros([2]), weight)])
+        moved[decay] = weight.numpy()
+    np.testing.assert_allclose(moved[0.0], [1.0, -2.0])
+    np.testing.assert_allclose(moved[0.5], [0.95, -1.9], rtol=1e-6)

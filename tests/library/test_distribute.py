@@ -65,7 +65,7 @@ def nan_on_one_replica(strategy):
     with strategy.scope():
         net, optimizer, state = model_fn(params), optimizer_fn(params.replace(learning_rate=0.5), None), steps.StepState()
         optimizer.build(net.trainable_variables)
-    train_step = steps.build_train_step(net, losses.loss_fn, optimizer, params, state)
+    train_step = steps.one_model_step(net, losses.loss_fn, optimizer, params, state)
     train_loop = steps.build_train_loop(strategy, train_step, state)
     poisoned = tf.tensor_scatter_nd_update(images[:8], [[5, 0, 0, 0]], [float("nan")])
     dataset = tf.data.Dataset.from_tensor_slices(({{"image": poisoned}}, labels[:8]))

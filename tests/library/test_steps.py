@@ -40,19 +40,19 @@ def built(image_size=8, **overrides):
 
 def test_nonfinite_batch_leaves_weights_and_optimizer_untouched():
     run_params, net, optimizer, state = built()
-    step = tf.function(steps.build_train_step(net, functions.loss_fn, optimizer, run_params, state))
+    step = tf.function(steps.one_model_step(net, functions.loss_fn, optimizer, run_params, state))
     images = tf.random.uniform([4, 8, 8, 3])
     labels = tf.constant([0, 1, 0, 1])
-    step({"image": images}, labels)  # a good step: the optimizer has state now
+    step(({"image": images}, labels))  # a good step: the optimizer has state now
     before = [v.numpy().copy() for v in net.variables + optimizer.variables]
     poisoned = tf.tensor_scatter_nd_update(images, [[0, 0, 0, 0]], [np.nan])
-    step({"image": poisoned}, labels)
+    step(({"image": poisoned}, labels))
     after = [v.numpy() for v in net.variables + optimizer.variables]
     for old, new in zip(before, after, strict=True):
         np.testing.assert_array_equal(old, new)  # batch-norm statistics included
     assert int(state.step) == 2 and int(state.nonfinite_in_a_row) == 1
     assert int(optimizer.iterations) == 1
-    step({"image": images}, labels)
+    step(({"image": images}, labels))
     assert int(state.nonfinite_in_a_row) == 0 and int(optimizer.iterations) == 2
 
 
@@ -97,7 +97,7 @@ def test_truncated_shard_stops_training_with_one_line_naming_it(stripes_records,
 
 def test_xla_compiled_loop_trains_and_still_skips_nonfinite_steps():
     run_params, net, optimizer, state = built()
-    train_step = steps.build_train_step(net, functions.loss_fn, optimizer, run_params, state)
+    train_step = steps.one_model_step(net, functions.loss_fn, optimizer, run_params, state)
     strategy = tf.distribute.get_strategy()
     train_loop = steps.build_train_loop(strategy, train_step, state, xla=True)
     probe = iter(
@@ -140,13 +140,13 @@ def test_update_scales_and_the_multiplier_scale_each_update_not_the_gradient():
         state = steps.StepState()
         state.lr_multiplier.assign(multiplier)
         step = tf.function(
-            steps.build_train_step(
+            steps.one_model_step(
                 net, functions.loss_fn, optimizer, run_params, state,
                 update_scales=scales, scale_updates=True,
             )
         )  # fmt: skip
         before = [v.numpy().copy() for v in net.trainable_variables]
-        step(features, labels)
+        step((features, labels))
         return [v.numpy() - b for v, b in zip(net.trainable_variables, before, strict=True)]
 
     count = len(reference.trainable_variables)

@@ -52,12 +52,12 @@ def train(net, run_params, count=3, variables=None, scales=None, optimizer=None)
     optimizer.build(variables)
     state = steps.StepState()
     step = tf.function(
-        steps.build_train_step(
+        steps.one_model_step(
             net, functions.loss_fn, optimizer, run_params, state, variables, scales
         )
     )
     for _ in range(count):
-        step(IMAGES, LABELS)
+        step((IMAGES, LABELS))
 
 
 def hub_values(net):

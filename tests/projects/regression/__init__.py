@@ -16,7 +16,7 @@ COLUMNS = ("a", "b", "c")
 
 def load_functions():
     """The functions by contract name, imported late."""
-    from library.contract import Functions
+    from library import Functions
 
     from . import functions as own
 

@@ -4,10 +4,7 @@
 import keras
 import tensorflow as tf
 
-from library.contract import ModeKeys
-from library.data import pipeline
-from library.engine.metrics import Selected
-from library.recorders.csv_logger import CSVLogger
+from library import CSVLogger, ModeKeys, Selected, read_records, replica_batch_size
 
 from . import COLUMNS
 
@@ -23,7 +20,7 @@ def input_fn(file_pattern, mode, params, input_context=None):
     """Rows of TFRecords (``tf.train.Example`` of a, b, c, y) or of CSV files (a header
     a,b,c,y), by the pattern's suffix."""
     training = mode == ModeKeys.TRAIN
-    batch = pipeline.replica_batch_size(
+    batch = replica_batch_size(
         params.train_batch_size if training else params.eval_batch_size, input_context
     )
     if file_pattern.endswith(".csv"):
@@ -36,7 +33,7 @@ def input_fn(file_pattern, mode, params, input_context=None):
         if training:
             rows = rows.shuffle(256, seed=params.random_seed).repeat()
         return rows.batch(batch, drop_remainder=training).map(_split)
-    records = pipeline.read_records(
+    records = read_records(
         file_pattern, training, shuffle_buffer=params.shuffle_buffer, seed=params.random_seed,
         input_context=input_context,
     )  # fmt: skip
@@ -69,12 +66,18 @@ class LabelsMean(keras.metrics.Mean):
     """The mean label of the evaluation set: the same at every evaluation, whatever trains."""
 
     def update_state(self, labels, outputs, sample_weight=None):
-        super().update_state(labels["y"])
+        super().update_state(labels["y"], sample_weight=sample_weight)
+
+
+def absolute_error(y, predicted):
+    return tf.abs(y - predicted)
 
 
 def metrics_fn(params):
     return {
-        "mae": Selected(keras.metrics.MeanAbsoluteError(name="mae"), "y"),
+        # Per example (Keras' MeanAbsoluteError takes a rank-1 batch as one example): each
+        # row's error weighs by its sample weight when the input gives one.
+        "mae": Selected(keras.metrics.MeanMetricWrapper(absolute_error, name="mae"), "y"),
         "labels_mean": LabelsMean(name="labels_mean"),
     }
 

@@ -1,6 +1,6 @@
 """The regression's hyperparameters (no TensorFlow)."""
 
-from library.config import Field
+from library import Field
 
 METRICS = ("mae", "labels_mean")
 

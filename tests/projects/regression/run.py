@@ -7,7 +7,7 @@ import sys
 TESTS = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path[:0] = [os.path.dirname(TESTS), TESTS]
 
-from library.cli import main  # noqa: E402
+from library import main  # noqa: E402
 from projects import regression  # noqa: E402
 
 if __name__ == "__main__":
