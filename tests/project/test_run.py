@@ -58,7 +58,7 @@ def test_the_project_trains_and_evaluates(run):
     assert "evaluated " in evaluated.stdout and " loss " in evaluated.stdout
 
 
-@pytest.mark.parametrize("metric", getattr(project, "METRICS", ()))
+@pytest.mark.parametrize("metric", ["loss", *getattr(project, "METRICS", ())])
 def test_every_metric_best_metric_may_name_is_measured(metric, run):
     rows = read_metrics(str(run[1] / "model"))
     values = [r.get(f"eval_{metric}") for r in rows]
