@@ -8,7 +8,7 @@ The two photographs that ship inside scikit-learn (a temple in China, a flower) 
 patches from the left part of each photograph, validation patches from the right part, so
 that validation sees places training never saw. A few hundred images and a few hundred steps:
 the short run on small data where batch-norm statistics that lag behind the weights used to
-make every evaluation report chance accuracy (see README, "Defaults that learn small data").
+make every evaluation report chance accuracy (see docs/training.md, "Defaults that learn small data").
 """
 
 import os

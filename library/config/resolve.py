@@ -192,7 +192,7 @@ def _check_scale(params: Params, training: bool) -> None:
 
 
 def _check_tf_config(text: str) -> None:
-    """TF_CONFIG names the cluster and this task (README "Scaling out")."""
+    """TF_CONFIG names the cluster and this task (docs/scaling.md, "Several hosts")."""
     example = (
         'e.g. {"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
         '"task": {"type": "worker", "index": 0}}'

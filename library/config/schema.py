@@ -28,7 +28,7 @@ class Field:
         name: the key, as written in YAML and as ``--name`` on the command line.
         type: ``str``, ``int``, ``float``, ``bool``, ``list[T]`` or ``dict[str, T]``.
         default: its value when no set gives one.
-        help: one line for ``--help`` and the README.
+        help: one line for ``--help`` and the configuration reference (docs/configuration.md).
         choices: the allowed values (strings), checked with a did-you-mean.
         interval: the allowed range of a number (or of each item of a list or mapping), as
             ``"[0, 1)"`` or ``"(0, inf)"``; square brackets include the bound.

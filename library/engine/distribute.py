@@ -48,7 +48,7 @@ def _multi_worker(timeout_secs: float) -> tf.distribute.Strategy:
     if not cluster.cluster_spec().as_dict():
         raise StrategyError(
             "distribution multi_worker needs TF_CONFIG (the cluster and this task) in the "
-            "environment of each worker; see README 'Scaling out'"
+            "environment of each worker; see docs/scaling.md, 'Several hosts'"
         )
     # Without a timeout, the others wait forever on a worker that died.
     options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout_secs)

@@ -139,7 +139,7 @@ def resolve_checkpoint(choice: str, model_dir: str, best_model_dir: str) -> str:
         candidates = numbered_checkpoints(directory)
         if not candidates:
             raise CheckpointError(
-                f"{directory}: no checkpoint to load (model: {choice}); train first"
+                f"{directory}: no checkpoint to load (checkpoint: {choice}); train first"
             )
         return candidates[0][1]
     if tf.io.gfile.exists(f"{choice}.index"):  # first: ram:// takes a prefix for a folder
@@ -149,5 +149,5 @@ def resolve_checkpoint(choice: str, model_dir: str, best_model_dir: str) -> str:
         if candidates:
             return candidates[0][1]
     raise CheckpointError(
-        f"{choice}: no checkpoint there (model: latest, best, a folder or a prefix)"
+        f"{choice}: no checkpoint there (checkpoint: latest, best, a folder or a prefix)"
     )
