@@ -217,10 +217,10 @@ def _train(params: Params, functions: Functions, evaluate: bool) -> int:
         input_for(functions, params.train_files, ModeKeys.TRAIN, params), plan.train_steps
     )
     inputs = _eval_inputs(functions, params)
-    eval_spec = EvalSpec(inputs.get("", inputs), params.eval_steps or None)
+    eval_spec = EvalSpec(inputs, params.eval_steps or None)
     try:
         if evaluate:  # built once now: files that do not suit it are named before training
-            for input_fn in inputs.values():
+            for input_fn in inputs.values() if isinstance(inputs, dict) else [inputs]:
                 call_input_fn(input_fn)
         if evaluate:
             train_and_evaluate(estimator, train_spec, eval_spec)
@@ -303,11 +303,15 @@ def _eval_patterns(params: Params) -> list[str]:
     return list(params.eval_sets.values()) or [params.eval_files]
 
 
-def _eval_inputs(functions: Functions, params: Params) -> dict:
-    """The evaluation input functions of training: ``{set: input_fn}`` of ``eval_sets``, or
-    ``{"": input_fn}`` of ``eval_files`` alone."""
-    sets = dict(params.eval_sets) or {"": params.eval_files}
-    return {name: input_for(functions, p, ModeKeys.EVAL, params) for name, p in sets.items()}
+def _eval_inputs(functions: Functions, params: Params) -> Callable | dict[str, Callable]:
+    """The evaluation input of training: ``eval_files``'s input function, or one per set of
+    ``eval_sets`` by name."""
+    if not params.eval_sets:
+        return input_for(functions, params.eval_files, ModeKeys.EVAL, params)
+    return {
+        name: input_for(functions, pattern, ModeKeys.EVAL, params)
+        for name, pattern in params.eval_sets.items()
+    }
 
 
 def _continuous_eval(params: Params, functions: Functions) -> int:
@@ -315,8 +319,7 @@ def _continuous_eval(params: Params, functions: Functions) -> int:
     estimator = build_estimator(params, functions, plan, data_from="latest")
     params = estimator.params
     try:
-        inputs = _eval_inputs(functions, params)
-        estimator.evaluate_continuously(inputs.get("", inputs), params.eval_steps or None)
+        estimator.evaluate_continuously(_eval_inputs(functions, params), params.eval_steps or None)
     except DATA_ERRORS as error:
         raise _explain(error, params, functions, _eval_patterns(params)) from None
     return 0

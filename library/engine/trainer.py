@@ -135,7 +135,8 @@ def create_trainer(
     terms = step.logged_names(spec)  # traced outside the scope: a cross-replica context
     with strategy.scope():  # would refuse a step's tf.nn.compute_average_loss
         state = steps.StepState(terms)
-        averaged = _averaged_model(functions, params) if params.ema_decay else None
+        # The moving average: a second copy, float32 (evaluated and exported, never trained).
+        averaged = functions.model_fn(params) if params.ema_decay else None
     weights = {"model": model} if averaged is None else {"trained_model": model, "model": averaged}
     source = restore_dir or params.model_dir
     _check_average(tf.train.latest_checkpoint(source), averaged is not None)
@@ -243,12 +244,6 @@ def _check_average(prefix: str | None, averaging: bool) -> None:
         f"ema_decay: {prefix} was trained {was} a moving average of the weights; resume with "
         "the ema_decay it had (0: none), or train into a new model_dir with warm_start_from"
     )
-
-
-def _averaged_model(functions: Functions, params: Params) -> keras.Model:
-    """A second copy of the model, for the moving average of the weights (float32: it is
-    evaluated and exported, never trained)."""
-    return functions.model_fn(params)
 
 
 def _prepare_process(params: Params, say: Callable[[str], None]) -> None:

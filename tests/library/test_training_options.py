@@ -191,3 +191,13 @@ def test_sample_weights_weigh_the_evaluation_loss_and_metrics(regression_data, t
 
 def parse(line):
     return [(k, float(v)) for k, v in (part.split() for part in line.strip().split(", "))]
+
+
+def test_a_step_door_misused_is_one_line(regression_data, tmp_path):
+    """train_step_fn returning something else than a TrainingStep, or a project with neither
+    an optimizer_fn nor a step of its own: one line naming the function, exit 2."""
+    argv = regression_argv(regression_data, tmp_path, "--train_steps", "2")
+    wrong = run_cli(*argv, project=variant(REGRESSION, train_step_fn=lambda params: object()))
+    assert wrong.returncode == 2 and "not a library.TrainingStep" in one_line(wrong.stderr)
+    bare = run_cli(*argv, project=variant(REGRESSION, optimizer_fn=None))
+    assert bare.returncode == 2 and "declares no optimizer_fn" in one_line(bare.stderr)
